@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# rzero's one entry point. It sets up its own environment on first use, then:
+#   bash run.sh [OPTIONS]        run R-Zero (no options: the embedded tiny world); --help lists the options
+#   bash run.sh test [ARGS]      run the test suite (ARGS go to pytest)
+# Setup: when the current python lacks a runtime package, a virtual environment .venv/ is made (it sees the
+# system's packages) and requirements.txt is installed into it. A torch that already imports is left alone;
+# otherwise torch==$RZERO_TORCH (default 2.13.0, the CPU build these machines keep on disk) is installed.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON=${PYTHON:-python3}
+RUNTIME="import torch, transformers, safetensors, tqdm, numpy"
+
+if ! "$PYTHON" -c "$RUNTIME" 2>/dev/null; then
+    if [ ! -x .venv/bin/python ]; then
+        echo "[setup] creating .venv/" >&2
+        "$PYTHON" -m venv --system-site-packages .venv
+    fi
+    PYTHON=.venv/bin/python
+    if ! "$PYTHON" -c "$RUNTIME" 2>/dev/null; then
+        if ! "$PYTHON" -c "import torch" 2>/dev/null; then
+            echo "[setup] installing torch==${RZERO_TORCH:-2.13.0}" >&2
+            "$PYTHON" -m pip install -q "torch==${RZERO_TORCH:-2.13.0}"
+        fi
+        echo "[setup] installing requirements.txt" >&2
+        grep -v '^torch' requirements.txt | "$PYTHON" -m pip install -q -r /dev/stdin
+    fi
+fi
+
+if [ "${1:-}" = "test" ]; then
+    shift
+    "$PYTHON" -c "import pytest" 2>/dev/null || "$PYTHON" -m pip install -q pytest
+    exec "$PYTHON" -m pytest -q test_rzero.py "$@"
+fi
+exec "$PYTHON" rzero.py "$@"
