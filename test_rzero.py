@@ -118,3 +118,148 @@ def test_vote_functions_are_fast_and_total_on_adversarial_input():
         vote.equivalent(s, s[::-1])
     vote.majority_vote(cases[:12])
     assert time.perf_counter() - start < 20  # a hang or quadratic blow-up would take minutes, not seconds
+
+# ----------------------------------------------------------------------------- sampler.py
+import torch  # noqa: E402
+from transformers import (GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, Qwen3Config,  # noqa: E402
+                          Qwen3ForCausalLM)
+
+import sampler  # noqa: E402
+
+VOCAB, EOS = 48, 7
+
+
+def tiny_model(arch="qwen3", seed=0):
+    torch.manual_seed(seed)
+    common = dict(vocab_size=VOCAB, bos_token_id=None, eos_token_id=EOS, pad_token_id=0)
+    if arch == "qwen3":
+        model = Qwen3ForCausalLM(Qwen3Config(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                             num_attention_heads=4, num_key_value_heads=2, head_dim=16, **common))
+    elif arch == "llama":
+        model = LlamaForCausalLM(LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                             num_attention_heads=4, num_key_value_heads=2, **common))
+    else:
+        model = GPT2LMHeadModel(GPT2Config(n_embd=64, n_layer=2, n_head=4, n_positions=128, **common))
+    return model.eval()
+
+
+PROMPTS = [[5, 6, 8, 9, 10, 11, 12], [3, 4], [13, 14, 15, 16], [20]]
+
+
+def full_logprobs(model, prompt, tokens, temperature):
+    """Log-probs of `tokens` after `prompt` from one plain forward pass with no cache: the slow reference."""
+    ids = torch.tensor([prompt + tokens])
+    with torch.no_grad():
+        logits = model(ids).logits[0, len(prompt) - 1:-1].float()
+    logp = torch.log_softmax(logits / (temperature or 1.0), dim=-1)
+    return logp, logp.gather(-1, torch.tensor(tokens)[:, None])[:, 0]
+
+
+@pytest.mark.parametrize("arch", ["qwen3", "llama", "gpt2"])
+def test_sampler_greedy_equals_generate(arch):
+    model = tiny_model(arch)
+    ours = sampler.sample(model, PROMPTS, n=2, max_new_tokens=10, temperature=0, stop_ids=[EOS], progress=False)
+    L = max(map(len, PROMPTS))
+    ids = torch.tensor([[0] * (L - len(p)) + p for p in PROMPTS])
+    mask = torch.tensor([[0] * (L - len(p)) + [1] * len(p) for p in PROMPTS])
+    ref = model.generate(ids, attention_mask=mask, do_sample=False, max_new_tokens=10, eos_token_id=EOS,
+                         pad_token_id=0)[:, L:].tolist()
+    for i, row in enumerate(ref):
+        expected = row[:row.index(EOS) + 1] if EOS in row else row
+        assert [s.tokens for s in ours[i]] == [expected, expected]
+        assert ours[i][0].finish == ("stop" if EOS in row else "length")
+
+
+@pytest.mark.parametrize("arch", ["qwen3", "gpt2"])
+def test_sampler_logprobs_equal_full_forward(arch):
+    model = tiny_model(arch, seed=1)
+    g = torch.Generator().manual_seed(0)
+    out = sampler.sample(model, PROMPTS, n=3, max_new_tokens=12, temperature=0.8, top_p=0.95, top_k=20,
+                         stop_ids=[EOS], generator=g, check_every=2, progress=False)
+    for prompt, group in zip(PROMPTS, out):
+        for s in group:
+            _, ref = full_logprobs(model, prompt, s.tokens, 0.8)
+            assert torch.allclose(torch.tensor(s.logprobs), ref, atol=1e-4)
+
+
+def test_sampler_is_reproducible_with_a_generator():
+    model = tiny_model()
+    run = lambda seed: [[s.tokens for s in g] for g in sampler.sample(  # noqa: E731
+        model, PROMPTS, n=4, max_new_tokens=15, temperature=1.0, generator=torch.Generator().manual_seed(seed),
+        progress=False)]
+    assert run(3) == run(3)
+    assert run(3) != run(4)
+
+
+@pytest.mark.parametrize("top_k, top_p", [(3, 1.0), (0, 0.5), (5, 0.7)])
+def test_sampler_top_k_top_p_stay_in_the_allowed_set(top_k, top_p):
+    model = tiny_model(seed=2)
+    T = 1.5  # flat distributions make an escape from the allowed set likely if the filter were wrong
+    out = sampler.sample(model, PROMPTS, n=8, max_new_tokens=12, temperature=T, top_k=top_k, top_p=top_p,
+                         generator=torch.Generator().manual_seed(0), progress=False)
+    for prompt, group in zip(PROMPTS, out):
+        for s in group:
+            logp, _ = full_logprobs(model, prompt, s.tokens, T)
+            for step, tok in enumerate(s.tokens):
+                probs, order = logp[step].exp().sort(descending=True)
+                rank = (order == tok).nonzero().item()
+                allowed = top_k if top_k else len(probs)
+                nucleus = int((probs.cumsum(0) - probs <= top_p).sum())  # smallest prefix reaching top_p
+                assert rank < min(allowed, nucleus)
+
+
+def test_sampler_rows_stop_at_their_stop_token():
+    model = tiny_model(seed=3)
+    out = sampler.sample(model, PROMPTS, n=6, max_new_tokens=20, temperature=1.2, stop_ids=[EOS, 9],
+                         check_every=1, generator=torch.Generator().manual_seed(5), progress=False)
+    finishes = set()
+    for s in (s for group in out for s in group):
+        stops = [i for i, t in enumerate(s.tokens) if t in (EOS, 9)]
+        if s.finish == "stop":
+            assert stops == [len(s.tokens) - 1]
+        else:
+            assert stops == [] and len(s.tokens) == 20
+        finishes.add(s.finish)
+    assert finishes == {"stop", "length"}  # both kinds of row occurred, so the checks above meant something
+
+
+def test_sampler_compaction_leaves_every_row_unchanged(monkeypatch):
+    # Greedy, so that rows are comparable across batch layouts (sampling noise is drawn per live row).
+    model = tiny_model(seed=3)
+    prompts = [[i + 1, (3 * i) % 40 + 1, (7 * i) % 40 + 1][: 1 + i % 3] for i in range(24)]
+    kw = dict(n=1, max_new_tokens=24, temperature=0, stop_ids=list(range(5, 20)), progress=False)
+    plain = sampler.sample(model, prompts, check_every=10**6, **kw)
+    batch_sizes = []
+    select = sampler.KVCache.select
+    monkeypatch.setattr(sampler.KVCache, "select", lambda self, rows, length=None: (
+        batch_sizes.append(len(rows)), select(self, rows, length))[1])
+    compacting = sampler.sample(model, prompts, check_every=1, **kw)
+    assert len(batch_sizes) > 2 and batch_sizes[-1] < 12  # the batch was compacted, more than once
+    for (a,), (b,) in zip(compacting, plain):
+        assert a.tokens == b.tokens and a.finish == b.finish
+        assert torch.allclose(torch.tensor(a.logprobs), torch.tensor(b.logprobs), atol=1e-5)
+
+
+def test_sampler_shared_prefill_equals_repeated_prompts():
+    model = tiny_model(seed=4)
+    prompt = PROMPTS[0]
+    greedy_shared = sampler.sample(model, [prompt], n=3, max_new_tokens=10, temperature=0, progress=False)[0]
+    greedy_repeat = sampler.sample(model, [prompt] * 3, n=1, max_new_tokens=10, temperature=0, progress=False)
+    assert [s.tokens for s in greedy_shared] == [g[0].tokens for g in greedy_repeat]
+    kw = dict(max_new_tokens=10, temperature=1.0, progress=False)
+    shared = sampler.sample(model, [prompt], n=3, generator=torch.Generator().manual_seed(0), **kw)[0]
+    repeat = sampler.sample(model, [prompt] * 3, n=1, generator=torch.Generator().manual_seed(0), **kw)
+    for a, (b,) in zip(shared, repeat):
+        assert a.tokens == b.tokens  # same rows, same noise: the same draws
+        assert torch.allclose(torch.tensor(a.logprobs), torch.tensor(b.logprobs), atol=1e-5)
+
+
+def test_sampler_splits_large_requests_and_keeps_prompt_order():
+    model = tiny_model()
+    prompts = [[i % 40 + 1] * (1 + i % 5) for i in range(11)]
+    batched = sampler.sample(model, prompts, n=3, max_new_tokens=6, temperature=0, max_rows=4, progress=False)
+    single = [sampler.sample(model, [p], n=1, max_new_tokens=6, temperature=0, progress=False)[0][0]
+              for p in prompts]
+    assert [g[0].tokens for g in batched] == [s.tokens for s in single]
+    with pytest.raises(ValueError):
+        sampler.sample(model, [[1], []], progress=False)

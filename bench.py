@@ -1,0 +1,110 @@
+"""Benchmarks that print figures (never asserted in tests). Run with the project's environment, e.g.
+
+    .venv/bin/python bench.py sampler          # tokens/s: sampler.sample vs model.generate, on CPU (and GPU if any)
+    .venv/bin/python bench.py grpo             # peak memory of chunked log-probs + backward vs naive full logits
+    .venv/bin/python bench.py bleu             # BLEU distance matrix + clustering time, vs nltk/sklearn if installed
+
+Each section builds randomly initialised models from a real architecture's shapes; no weights are downloaded.
+"""
+import argparse
+import time
+
+import torch
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _qwen3(device, dtype, **shape):
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+    torch.manual_seed(0)
+    return Qwen3ForCausalLM(Qwen3Config(**shape)).to(device=device, dtype=dtype).eval()
+
+
+def bench_sampler_once(model, prompts, n, max_new, stop_ids, compile=False, reps=1):
+    """Tokens/s of sampler.sample and of model.generate(do_sample=True) on the same work."""
+    import sampler
+    device = model.device
+    kw = dict(n=n, max_new_tokens=max_new, temperature=1.0, top_p=1.0, top_k=0, stop_ids=stop_ids,
+              max_rows=len(prompts) * n, compile=compile, progress=False)
+    sampler.sample(model, prompts[:2], **{**kw, "max_rows": 2 * n})  # warm-up (and compile)
+    if compile:
+        sampler.sample(model, prompts, generator=torch.Generator(device).manual_seed(0), **kw)
+    _sync(device)
+    t0 = time.perf_counter()
+    for r in range(reps):
+        out = sampler.sample(model, prompts, generator=torch.Generator(device).manual_seed(r), **kw)
+    _sync(device)
+    ours_s = (time.perf_counter() - t0) / reps
+    ours_tok = sum(len(s.tokens) for g in out for s in g)
+
+    L = max(map(len, prompts))
+    ids = torch.tensor([[0] * (L - len(p)) + p for p in prompts], device=device)
+    mask = (torch.arange(L, device=device)[None] >= torch.tensor([L - len(p) for p in prompts], device=device)[:, None])
+    gen_kw = dict(attention_mask=mask.long(), do_sample=True, temperature=1.0, top_p=1.0, top_k=0,
+                  max_new_tokens=max_new, num_return_sequences=n, eos_token_id=list(stop_ids), pad_token_id=0)
+    model.generate(ids[:2], **{**gen_kw, "attention_mask": mask[:2].long()})
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        seqs = model.generate(ids, **gen_kw)[:, L:]
+    _sync(device)
+    ref_s = (time.perf_counter() - t0) / reps
+    stop = torch.isin(seqs, torch.tensor(stop_ids, device=device))
+    first = torch.where(stop.any(1), stop.float().argmax(1) + 1, torch.full_like(stop[:, 0], seqs.shape[1], dtype=torch.long))
+    ref_tok = int(first.sum())
+    return ours_tok / ours_s, ref_tok / ref_s, ours_tok / len(prompts) / n, ref_tok / len(prompts) / n
+
+
+def bench_sampler(args):
+    torch.set_num_threads(torch.get_num_threads())
+    cpu = torch.device("cpu")
+    shape = dict(vocab_size=64, hidden_size=256, intermediate_size=512, num_hidden_layers=3, num_attention_heads=4,
+                 num_key_value_heads=2, head_dim=64, bos_token_id=None, eos_token_id=None, pad_token_id=0)
+    model = _qwen3(cpu, torch.float32, **shape)
+    params = sum(p.numel() for p in model.parameters())
+    g = torch.Generator().manual_seed(0)
+    prompts = [torch.randint(3, 64, (int(torch.randint(8, 40, (1,), generator=g)),), generator=g).tolist()
+               for _ in range(64)]
+    ours, ref, our_len, ref_len = bench_sampler_once(model, prompts, 10, 64, [1, 2], reps=args.reps)
+    print(f"CPU ({torch.get_num_threads()} threads), Qwen3-shaped {params / 1e6:.2f}M params, fp32, 64 prompts x n=10, "
+          f"max_new_tokens 64, stop tokens end rows at varying lengths")
+    print(f"  sampler.sample : {ours:9.0f} tok/s  (mean length {our_len:.1f})")
+    print(f"  model.generate : {ref:9.0f} tok/s  (mean length {ref_len:.1f})")
+    print(f"  speed-up       : {ours / ref:9.2f}x")
+    if not torch.cuda.is_available():
+        print("GPU: none available, GPU figures not measured")
+        return
+    gpu = torch.device("cuda")
+    cfg = dict(vocab_size=151936, hidden_size=1024, intermediate_size=3072, num_hidden_layers=28,
+               num_attention_heads=16, num_key_value_heads=8, head_dim=128, tie_word_embeddings=True,
+               bos_token_id=None, eos_token_id=None, pad_token_id=0)  # Qwen3-0.6B's shapes
+    model = _qwen3(gpu, torch.bfloat16, **cfg)
+    prompts = [torch.randint(3, 151936, (int(torch.randint(32, 128, (1,), generator=g)),), generator=g).tolist()
+               for _ in range(256)]
+    for compile in (False, True):
+        t0 = time.perf_counter()
+        ours, ref, our_len, ref_len = bench_sampler_once(model, prompts, 8, 512, [1, 2], compile=compile)
+        print(f"GPU {torch.cuda.get_device_name()}, Qwen3-0.6B shapes, bf16, 256 prompts x n=8, 512 new tokens, "
+              f"compile={compile}: sampler {ours:.0f} tok/s, generate {ref:.0f} tok/s, {ours / ref:.2f}x "
+              f"({time.perf_counter() - t0:.0f} s)")
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    kv_bytes_per_tok = 2 * cfg["num_hidden_layers"] * cfg["num_key_value_heads"] * cfg["head_dim"] * 2
+    mean_ctx = 80 + 256  # mean prompt + mean position during decode
+    step_bytes = weight_bytes + 256 * 8 * mean_ctx * kv_bytes_per_tok
+    print(f"  bandwidth floor per decode step (weights {weight_bytes / 1e9:.2f} GB + KV of 2048 rows): "
+          f"{step_bytes / 3.35e12 * 1e3:.2f} ms at 3.35 TB/s (H100 SXM)")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=["sampler", "grpo", "bleu"])
+    parser.add_argument("--reps", type=int, default=1, help="timed repetitions")
+    args = parser.parse_args()
+    {"sampler": bench_sampler}[args.what](args)
+
+
+if __name__ == "__main__":
+    main()
