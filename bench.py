@@ -98,12 +98,123 @@ def bench_sampler(args):
           f"{step_bytes / 3.35e12 * 1e3:.2f} ms at 3.35 TB/s (H100 SXM)")
 
 
+def _logprob_peak(variant, batch, seq, vocab, hidden, chunk, queue):
+    """Run in a fresh process: peak RSS growth (bytes) of log-probs + backward, and the log-probs' sum."""
+    import resource
+    import grpo
+    torch.manual_seed(0)
+    model = _qwen3(torch.device("cpu"), torch.float32, vocab_size=vocab, hidden_size=hidden, intermediate_size=hidden,
+                   num_hidden_layers=1, num_attention_heads=8, num_key_value_heads=8, head_dim=hidden // 8,
+                   tie_word_embeddings=True)
+    ids = torch.randint(0, vocab, (batch, seq))
+    attn = torch.ones_like(ids)
+    resp = torch.zeros_like(ids)
+    resp[:, seq // 8:] = 1  # a short prompt, then the response
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    t0 = time.perf_counter()
+    if variant == "chunked":
+        lp, _ = grpo.token_logprobs(model, ids, attn, resp, 1.0, chunk)
+    else:
+        logits = model(input_ids=ids, attention_mask=attn).logits.float()  # (B, T, V)
+        lp = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None])[..., 0] * resp[:, 1:]
+        del logits
+    lp.sum().backward()
+    queue.put((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base, lp.sum().item(),
+               time.perf_counter() - t0))
+
+
+def bench_grpo(args):
+    import multiprocessing as mp
+    ctx = mp.get_context("spawn")
+    vocab, hidden, seq, chunk = 151936, 1024, 2048, 256
+    print(f"CPU, response log-probs + backward, vocab {vocab}, hidden {hidden}, 1-layer Qwen3 trunk, sequences "
+          f"of {seq} tokens (response = last 7/8), chunk {chunk}; peak RSS growth over the loaded model:")
+    results = {}
+    for variant, batch in [("naive", 2), ("chunked", 2), ("chunked", 8)]:
+        q = ctx.Queue()
+        p = ctx.Process(target=_logprob_peak, args=(variant, batch, seq, vocab, hidden, chunk, q))
+        p.start()
+        peak, total, secs = q.get()
+        p.join()
+        results[variant, batch] = (peak, total)
+        print(f"  {variant:8s} batch {batch} x {seq}: peak {peak / 2**30:6.2f} GiB, sum of log-probs {total:.6f}, "
+              f"{secs:.1f} s")
+    ratio = results["chunked", 2][0] / results["naive", 2][0]
+    print(f"  chunked / naive at batch 2: {ratio:.3f} (values differ by "
+          f"{abs(results['chunked', 2][1] - results['naive', 2][1]):.2e})")
+    print(f"  batch 8 x {seq} naive needs about 4x its batch-2 peak ({4 * results['naive', 2][0] / 2**30:.1f} GiB), "
+          f"more than this 24 GiB machine holds, so it is not run; chunked batch 8 / (4 x naive batch 2) = "
+          f"{results['chunked', 8][0] / (4 * results['naive', 2][0]):.3f}")
+
+
+def _questions(B, seed=0):
+    """B synthetic questions of about 40 words: Zipf-distributed common words, rarer words, and near-duplicates."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    common = [f"w{i}" for i in range(300)]
+    zipf = 1 / np.arange(1, 301)
+    out = []
+    for _ in range(B):
+        if out and rng.random() < 0.2:  # a near-duplicate of an earlier question, as a collapsing Challenger writes
+            words = out[rng.integers(len(out))].split()
+            for _ in range(rng.integers(0, 8)):
+                words[rng.integers(len(words))] = f"r{rng.integers(5000)}"
+        else:
+            n = int(rng.integers(30, 51))
+            words = [common[i] if rng.random() < 0.7 else f"r{rng.integers(5000)}"
+                     for i in rng.choice(300, n, p=zipf / zipf.sum())]
+        out.append(" ".join(words))
+    return out
+
+
+def bench_bleu(args):
+    import numpy as np
+    import rzero
+    try:
+        from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+        from sklearn.cluster import AgglomerativeClustering
+    except ImportError:
+        sentence_bleu = None
+        print("nltk / scikit-learn not importable: the official way is not timed "
+              "(pip install --target /tmp/benchdeps nltk scikit-learn; PYTHONPATH=/tmp/benchdeps)")
+    for B in (512, 2048):
+        qs = _questions(B)
+        t0 = time.perf_counter()
+        d = rzero.bleu_distance_matrix(qs)
+        t1 = time.perf_counter()
+        ours = rzero.average_linkage_clusters(d, 0.5)
+        ours_s = time.perf_counter() - t0
+        print(f"B={B} ({np.mean([len(q.split()) for q in qs]):.0f} words/question): distance matrix {t1 - t0:.2f} s, "
+              f"clustering {ours_s - (t1 - t0):.2f} s, total {ours_s:.2f} s, {ours.max() + 1} clusters")
+        if sentence_bleu is None:
+            continue
+        smooth, toks = SmoothingFunction().method1, [q.split() for q in qs]
+        t0 = time.perf_counter()
+        ref = np.zeros((B, B))
+        for i in range(B):
+            for j in range(i + 1, B):
+                ref[i, j] = 1 - sentence_bleu([toks[j]], toks[i], smoothing_function=smooth)
+        ref = ref + ref.T
+        t1 = time.perf_counter()
+        theirs = AgglomerativeClustering(n_clusters=None, distance_threshold=0.5, metric="precomputed",
+                                         linkage="average").fit(ref).labels_
+        theirs_s = time.perf_counter() - t0
+        print(f"  official (nltk sentence_bleu over pairs, then sklearn): distance {t1 - t0:.1f} s, clustering "
+              f"{theirs_s - (t1 - t0):.2f} s, total {theirs_s:.1f} s; max |difference| {np.abs(ref - d).max():.1e}; "
+              f"identical clusters: {_canon(theirs) == _canon(ours)}; speed-up {theirs_s / ours_s:.0f}x")
+
+
+def _canon(labels):
+    first = {}
+    return [first.setdefault(int(x), len(first)) for x in labels]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["sampler", "grpo", "bleu"])
     parser.add_argument("--reps", type=int, default=1, help="timed repetitions")
     args = parser.parse_args()
-    {"sampler": bench_sampler}[args.what](args)
+    {"sampler": bench_sampler, "grpo": bench_grpo, "bleu": bench_bleu}[args.what](args)
 
 
 if __name__ == "__main__":

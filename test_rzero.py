@@ -2,6 +2,7 @@
 
 Run with `bash run.sh test` (it sets up the environment first).
 """
+import math
 import random
 import time
 
@@ -139,7 +140,8 @@ def tiny_model(arch="qwen3", seed=0):
         model = LlamaForCausalLM(LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                                              num_attention_heads=4, num_key_value_heads=2, **common))
     else:
-        model = GPT2LMHeadModel(GPT2Config(n_embd=64, n_layer=2, n_head=4, n_positions=128, **common))
+        model = GPT2LMHeadModel(GPT2Config(n_embd=64, n_layer=2, n_head=4, n_positions=128, resid_pdrop=0.0,
+                                           embd_pdrop=0.0, attn_pdrop=0.0, **common))
     return model.eval()
 
 
@@ -263,3 +265,253 @@ def test_sampler_splits_large_requests_and_keeps_prompt_order():
     assert [g[0].tokens for g in batched] == [s.tokens for s in single]
     with pytest.raises(ValueError):
         sampler.sample(model, [[1], []], progress=False)
+
+# ----------------------------------------------------------------------------- grpo.py
+import grpo  # noqa: E402
+
+
+def test_group_advantages_hand_computed():
+    r = torch.tensor([[1.0, 0, 0, 1], [1, 1, 1, 1], [0, 0, 0, 1]])
+    a = grpo.group_advantages(r)
+    s = 3 ** 0.5 / 2  # 0.5 / sqrt(1/3): unbiased std of (1, 0, 0, 1)
+    expected = torch.tensor([[s, -s, -s, s], [0, 0, 0, 0], [-0.5, -0.5, -0.5, 1.5]])
+    assert torch.allclose(a, expected, atol=1e-5)
+    assert torch.equal(grpo.group_advantages(torch.tensor([[1.0], [0.0]])), torch.zeros(2, 1))  # size-1 groups
+    assert torch.allclose(grpo.group_advantages(r, scale_std=False)[2], torch.tensor([-0.25, -0.25, -0.25, 0.75]))
+    assert not torch.isnan(grpo.group_advantages(torch.ones(3, 5))).any()
+
+
+def rollout_batch(lengths=((3, 4), (5, 2), (2, 6), (4, 3)), seed=0):
+    """Right-padded prompt+response rows; the pad positions hold junk tokens that must not matter."""
+    g = torch.Generator().manual_seed(seed)
+    T = max(p + r for p, r in lengths) + 2
+    ids = torch.randint(1, VOCAB, (len(lengths), T), generator=g)
+    attn = torch.zeros(len(lengths), T, dtype=torch.long)
+    resp = torch.zeros(len(lengths), T, dtype=torch.long)
+    for i, (p, r) in enumerate(lengths):
+        attn[i, :p + r] = 1
+        resp[i, p:p + r] = 1
+    return ids, attn, resp
+
+
+def naive_logprobs(model, ids, attn, temperature=1.0):
+    logits = model(input_ids=ids, attention_mask=attn).logits.float() / temperature  # the full (B, T, V)
+    lp = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None])[..., 0]
+    return torch.cat([torch.zeros(len(ids), 1), lp], 1)
+
+
+@pytest.mark.parametrize("arch", ["qwen3", "gpt2"])
+def test_chunked_logprobs_equal_naive_and_train_only_response_tokens(arch):
+    model = tiny_model(arch)
+    ids, attn, resp = rollout_batch()
+    ours, _ = grpo.token_logprobs(model, ids, attn, resp, temperature=0.7, chunk=3)
+    ref = naive_logprobs(model, ids, attn, 0.7) * resp
+    assert torch.allclose(ours, ref, atol=1e-5)
+    assert (ours[resp == 0] == 0).all()
+    ours.sum().backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    ref.sum().backward()
+    for g_ours, p in zip(grads, model.parameters()):
+        assert torch.allclose(g_ours, p.grad, atol=1e-5)
+    junk = ids.clone()
+    junk[attn == 0] = 1  # tokens past the end of a row change nothing
+    assert torch.allclose(grpo.token_logprobs(model, junk, attn, resp, 0.7, chunk=3)[0], ours, atol=1e-6)
+
+
+@pytest.mark.parametrize("agg", ["token-mean", "seq-mean-token-mean"])
+def test_grpo_step_gradient_is_reinforce_with_exact_aggregation(agg):
+    """Old = current log-probs, no KL: the update is -lr x grad of -A logp, averaged the chosen way, summed
+    over micro-batches exactly. With SGD(lr=1) the parameter change is the gradient itself."""
+    model = tiny_model(seed=1)
+    ids, attn, resp = rollout_batch(((3, 4), (5, 2), (2, 6), (4, 3), (3, 1)))
+    adv = torch.tensor([1.0, -0.5, 2.0, -1.0, 0.7])
+    logp = naive_logprobs(model, ids, attn)
+    if agg == "token-mean":
+        ref_loss = -(adv[:, None] * logp * resp).sum() / resp.sum()
+    else:
+        ref_loss = (-(adv[:, None] * logp * resp).sum(1) / resp.sum(1)).mean()
+    ref_loss.backward()
+    expected = [-p.grad.clone() for p in model.parameters()]
+    before = [p.detach().clone() for p in model.parameters()]
+    cfg = grpo.GRPOConfig(kl_coef=0.0, loss_agg=agg, mini_batch=5, micro_batch=2, max_grad_norm=1e9,
+                          logprob_chunk=4)
+    stats = grpo.grpo_step(model, torch.optim.SGD(model.parameters(), lr=1.0), grpo.Rollouts(ids, attn, resp, adv),
+                           cfg)
+    for b, p, e in zip(before, model.parameters(), expected):
+        assert torch.allclose(p.detach() - b, e, atol=1e-5)
+    assert stats["ratio"] == pytest.approx(1.0, abs=1e-5) and stats["clip_frac"] == 0.0
+
+
+def test_clipping_and_dual_clip():
+    cfg = grpo.GRPOConfig()  # bounds 0.8 / 1.3, dual-clip 3
+    #                       A>0 r=1.5  A>0 r=0.5  A<0 r=0.5  A<0 r=5  A<0 r=1.1  A>0 r=1.1
+    ratio = torch.tensor([[1.5], [0.5], [0.5], [5.0], [1.1], [1.1]])
+    adv = torch.tensor([1.0, 1.0, -1.0, -1.0, -1.0, 1.0])
+    logp = ratio.log().requires_grad_()
+    loss, was_clipped = grpo.policy_loss(logp, torch.zeros(6, 1), adv, cfg)
+    loss.sum().backward()
+    grad = logp.grad[:, 0]
+    assert grad[0] == 0 and grad[2] == 0  # outside the bound in the advantage's direction: no gradient
+    assert grad[1] != 0 and grad[4] != 0 and grad[5] != 0  # inside, or outside against the advantage's direction
+    assert grad[3] == 0 and loss[3, 0].item() == pytest.approx(3.0)  # dual-clip caps -A * r at -A * 3
+    assert was_clipped[:, 0].tolist() == [True, False, True, True, False, False]
+    assert loss[0, 0].item() == pytest.approx(-1.3) and loss[2, 0].item() == pytest.approx(0.8)
+
+
+def test_k3_kl_is_zero_at_the_reference_and_pulls_towards_it():
+    ref = torch.tensor([-1.0, -2.0, -0.5])
+    assert torch.equal(grpo.k3_kl(ref.clone(), ref), torch.zeros(3))
+    logp = torch.tensor([-0.5, -2.5, -0.5], requires_grad=True)
+    kl = grpo.k3_kl(logp, ref)
+    assert kl[0] > 0 and kl[1] > 0 and kl[2] == 0
+    kl.sum().backward()
+    assert logp.grad[0] > 0 and logp.grad[1] < 0  # descending the KL moves logp back towards ref
+    cfg = grpo.GRPOConfig(kl_coef=0.5)
+    zero_adv = torch.zeros(3)
+    loss, _ = grpo.policy_loss(logp[:, None], logp[:, None].detach(), zero_adv, cfg, ref[:, None])
+    assert torch.allclose(loss[:, 0], 0.5 * grpo.k3_kl(logp, ref))
+
+
+def test_one_grpo_step_raises_the_logprob_of_high_advantage_responses():
+    model = tiny_model(seed=2)
+    ids, attn, resp = rollout_batch(((3, 5), (3, 5), (3, 5), (3, 5)), seed=3)
+    ids[:, :3] = ids[0, :3]  # one prompt, four responses: a group
+    rewards = torch.tensor([[1.0, 0.0, 1.0, 0.0]])
+    adv = grpo.group_advantages(rewards)[0]
+    with torch.no_grad():
+        before = (naive_logprobs(model, ids, attn) * resp).sum(1)
+    ref = tiny_model(seed=2)
+    cfg = grpo.GRPOConfig(lr=1e-3, mini_batch=4, micro_batch=4)
+    stats = grpo.grpo_step(model, grpo.make_optimizer(model, cfg), grpo.Rollouts(ids, attn, resp, adv), cfg, ref)
+    with torch.no_grad():
+        after = (naive_logprobs(model, ids, attn) * resp).sum(1)
+    assert (after - before)[adv > 0].min() > 0 and (after - before)[adv < 0].max() < 0
+    assert stats["zero_adv"] == 0 and stats["kl"] == pytest.approx(0.0, abs=1e-6)  # the first step starts at ref
+
+
+def test_grpo_step_skips_zero_advantage_rollouts():
+    model = tiny_model()
+    ids, attn, resp = rollout_batch()
+    before = [p.detach().clone() for p in model.parameters()]
+    cfg = grpo.GRPOConfig(lr=1e-2, kl_coef=0.0)
+    stats = grpo.grpo_step(model, grpo.make_optimizer(model, cfg), grpo.Rollouts(ids, attn, resp, torch.zeros(4)),
+                           cfg)
+    assert stats["zero_adv"] == 4 and all(torch.equal(b, p) for b, p in zip(before, model.parameters()))
+
+# ----------------------------------------------------------------------------- rzero.py: Challenger reward, data set
+import numpy as np  # noqa: E402
+
+import rzero  # noqa: E402
+
+
+def test_bleu_hand_worked_cases():
+    qs = ["a b c d", "a b c e", "a b", "x y z", "", "a b c d"]
+    bleu = rzero.bleu_matrix(qs)
+    assert bleu[0, 5] == pytest.approx(1.0)  # identical sentences
+    assert bleu[0, 3] == 0.0 and bleu[3, 0] == 0.0  # no shared word: 0 before any smoothing
+    # "a b c d" vs "a b c e": p1 = 3/4, p2 = 2/3, p3 = 1/2, p4 = 0/1 -> method1: 0.1/1; equal lengths, bp = 1.
+    # (0.75 * 0.6666... * 0.5 * 0.1) ** 0.25 = 0.025 ** 0.25 = 0.3976353643...
+    assert bleu[0, 1] == pytest.approx(0.025 ** 0.25, abs=1e-12)
+    assert round(bleu[0, 1], 10) == 0.3976353644
+    # Brevity: hypothesis "a b" (c = 2) against reference "a b c d" (r = 4): p1 = p2 = 1, p3 = p4 = 0.1/1
+    # (no trigram: the denominator is max(1, 0)), bp = exp(1 - 4/2).
+    assert bleu[2, 0] == pytest.approx(math.exp(-1) * 0.01 ** 0.25, abs=1e-12)
+    # The other way round: p1 = 2/4, p2 = 1/3, p3 = 0.1/2, p4 = 0.1/1, and a longer hypothesis has bp = 1.
+    assert bleu[0, 2] == pytest.approx((0.5 / 3 * 0.05 * 0.1) ** 0.25, abs=1e-12)
+    assert (bleu[4] == 0).all() and (bleu[:, 4] == 0).all()  # an empty question matches nothing
+    d = rzero.bleu_distance_matrix(qs)
+    assert d[0, 2] == d[2, 0] == pytest.approx(1 - bleu[0, 2])  # official orientation: hypothesis i < j, mirrored
+    assert (np.diag(d) == 0).all() and d[4, 5] == 1.0
+
+
+def test_bleu_counts_repeated_ngrams_with_clipping():
+    bleu = rzero.bleu_matrix(["the the the the", "the cat"])
+    # hypothesis "the the the the" vs "the cat": p1 = min(4, 1)/4, p2..p4 = 0.1/3, 0.1/2, 0.1/1; bp = 1
+    assert bleu[0, 1] == pytest.approx((0.25 * 0.1 / 3 * 0.05 * 0.1) ** 0.25, abs=1e-12)
+
+
+def brute_force_average_linkage(dist, threshold):
+    """O(B^3) textbook version: merge the closest pair of clusters while their mean distance is < threshold."""
+    clusters = [[i] for i in range(len(dist))]
+    while len(clusters) > 1:
+        best = min((np.mean([dist[i][j] for i in a for j in b]), x, y)
+                   for x, a in enumerate(clusters) for y, b in enumerate(clusters) if x < y)
+        if best[0] >= threshold:
+            break
+        clusters[best[1]] += clusters.pop(best[2])
+    label = {i: k for k, c in enumerate(clusters) for i in c}
+    return [label[i] for i in range(len(dist))]
+
+
+def same_partition(a, b):
+    def canon(labels):
+        first = {}
+        return [first.setdefault(x, len(first)) for x in labels]
+    return canon(list(a)) == canon(list(b))
+
+
+def test_average_linkage_differs_from_single_linkage_and_cuts_strictly():
+    # d(A,B) = 0.4 and d(B,C) = 0.45 would chain all three under single linkage; average linkage puts C at
+    # (0.9 + 0.45) / 2 = 0.675 from {A, B} and keeps it apart.
+    chain = np.array([[0, 0.4, 0.9], [0.4, 0, 0.45], [0.9, 0.45, 0]])
+    assert same_partition(rzero.average_linkage_clusters(chain, 0.5), [0, 0, 1])
+    # A merge at exactly the threshold does not happen (sklearn cuts merges with distance >= threshold).
+    edge = np.array([[0, 0.5, 0.9], [0.5, 0, 0.95], [0.9, 0.95, 0]])
+    assert same_partition(rzero.average_linkage_clusters(edge, 0.5), [0, 1, 2])
+    assert same_partition(rzero.average_linkage_clusters(edge, 0.5000001), [0, 0, 1])
+
+
+def test_average_linkage_matches_brute_force_on_random_matrices():
+    rng = np.random.default_rng(0)
+    for trial in range(20):
+        pts = rng.random((25, 2)) * (0.5 + trial / 10)
+        dist = np.sqrt(((pts[:, None] - pts[None]) ** 2).sum(-1))
+        assert same_partition(rzero.average_linkage_clusters(dist, 0.5), brute_force_average_linkage(dist, 0.5))
+
+
+def test_challenger_rewards_on_hand_made_batches():
+    q = lambda text: f"<question>{text}</question> \\boxed{{1}}"  # noqa: E731
+    outputs = [q("what is seven plus five"), "no tags at all", q("compute six times nine minus two"),
+               q("how many primes are below fifty")]
+    answers = [["12"] * 5 + ["13"] * 5, ["1"] * 10, ["52"] * 10, None]
+    answers[3] = ["15"] * 3 + ["14"] * 7
+    res = rzero.challenger_rewards(outputs, answers)
+    B = 4
+    assert [r.format_ok for r in res] == [True, False, True, True]
+    assert res[0].p_hat == 0.5 and res[0].r_unc == 1.0 and res[0].reward == pytest.approx(1 - 1 / B)
+    assert res[1].reward == 0.0 and res[1].question is None  # bad format: 0 and no other term
+    assert res[2].p_hat == 1.0 and res[2].reward == 0.0  # everyone agrees: no uncertainty
+    assert res[3].label == "14" and res[3].r_unc == pytest.approx(0.6) and res[3].reward == pytest.approx(0.6 - 0.25)
+    official = rzero.challenger_rewards(outputs, answers, official=True)
+    assert official[0].reward == pytest.approx(0.5 - 0.25) and official[1].reward == pytest.approx(-1 - 0.25)
+    assert official[2].reward == pytest.approx(-0.25)  # no clamp at 0
+
+
+def test_repetition_penalty_grows_with_the_cluster():
+    q = lambda text: f"<question>{text}</question>"  # noqa: E731
+    dup = "find the number of positive integers below one hundred that are prime"
+    rewards = []
+    for copies in (1, 2, 4):
+        outputs = [q(dup)] * copies + [q(f"question number {i} about something else {i}") for i in range(8 - copies)]
+        res = rzero.challenger_rewards(outputs, [["1", "2"] * 5] * 8)
+        assert res[0].r_rep == pytest.approx(copies / 8) and len({r.cluster for r in res[:copies]}) == 1
+        rewards.append(res[0].reward)
+    assert rewards[0] > rewards[1] > rewards[2]
+
+
+def test_filter_for_solver_band_and_official_filters():
+    V = vote.Vote
+    questions = ["q in band", "q too easy", "q too hard", "put it in a box", "q text answer", "q no answer", None,
+                 "q low edge", "q high edge"]
+    votes = [V("3", 0.5, [], []), V("3", 0.8, [], []), V("3", 0.2, [], []), V("3", 0.5, [], []),
+             V("\\text{A}", 0.5, [], []), V(None, 0.0, [], []), V("1", 0.5, [], []), V("1", 0.25, [], []),
+             V("1", 0.75, [], [])]
+    kept, dropped = rzero.filter_for_solver(questions, votes)
+    assert [k.question for k in kept] == ["q in band", "q low edge", "q high edge"]
+    assert dropped == {"outside_band": 2, "box_in_question": 1, "text_in_answer": 1, "no_answer": 1,
+                       "no_question": 1}
+    kept, dropped = rzero.filter_for_solver(questions, votes, drop_box=False, drop_text=False)
+    assert len(kept) == 5 and "box_in_question" not in dropped
+    kept, _ = rzero.filter_for_solver(questions, votes, delta=0.5)
+    assert len(kept) == 5

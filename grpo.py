@@ -1,0 +1,201 @@
+"""GRPO, the policy-gradient method that trains both R-Zero roles (paper Sec. 2.2 and 3; RZERO-SPEC Sec. 5).
+
+Given rollouts (prompt + response token ids) and one scalar reward per rollout, grouped by prompt:
+1. `group_advantages`: A_i = (r_i - mean_g) / (std_g + eps), std unbiased as in the official trainer (EasyR1's
+   compute_grpo_outcome_advantage); `scale_std=False` gives Dr. GRPO's A_i = r_i - mean_g.
+2. `token_logprobs`: log pi(token) of every response token at the sampling temperature, without ever holding
+   the (B, T, V) logits: the trunk runs once, then the output layer and log-softmax run over chunks of response
+   positions, each chunk recomputed in backward (activation checkpointing).
+3. `policy_loss`: PPO clipped surrogate with clip-higher bounds (0.2 / 0.3), dual-clip (3.0) for A < 0, plus
+   kl_coef x the k3 ("low_var_kl") estimate of KL(pi || pi_ref), clamped to [-10, 10], as EasyR1 does.
+4. `grpo_step`: one update over a batch of rollouts: old (and reference) log-probs once, then mini-batches of
+   micro-batches with gradient accumulation, grad-norm clipping and an AdamW step per mini-batch.
+
+Loss aggregation, one count per optimizer step over all its micro-batches:
+- "token-mean" (default): sum of token losses / number of response tokens in the mini-batch;
+- "seq-mean-token-mean": mean over the mini-batch's sequences of each sequence's token mean.
+Departures from the official trainer, on purpose: its token-mean divides per micro-batch and then by the
+accumulation count, so micro-batches with few tokens weigh more; ours is the exact mini-batch mean. Rollouts
+with A = 0 (e.g. every group whose rewards are all equal) are dropped before any forward pass: they carry no
+policy gradient, only KL; the official trainer keeps them. A group of size 1 gets A = 0 (no baseline), where
+EasyR1 uses mean 0 and std 1.
+
+Only torch is needed; `model` is any transformers causal LM whose logits are `lm_head(trunk(x))` (no logit
+soft-capping or scaling, which covers Qwen, Llama, Mistral and GPT-2).
+"""
+import math
+from dataclasses import dataclass
+
+import torch
+from torch.utils.checkpoint import checkpoint
+
+
+@dataclass
+class GRPOConfig:
+    lr: float = 1e-6  # AdamW, constant (official: 1e-6, betas 0.9/0.999, weight decay 1e-2, no warm-up)
+    weight_decay: float = 1e-2
+    clip_low: float = 0.2  # ratio may fall to 1 - clip_low for A > 0 ...
+    clip_high: float = 0.3  # ... and rise to 1 + clip_high (DAPO's clip-higher, as in the official trainer)
+    clip_dual: float = 3.0  # per-token loss capped at -clip_dual * A for A < 0 (dual-clip PPO)
+    kl_coef: float = 0.01  # weight of k3 KL to the reference; 0 = no reference model at all
+    temperature: float = 1.0  # logits / temperature, the distribution the sampler drew from
+    scale_std: bool = True  # False = Dr. GRPO (no division by the group's std)
+    loss_agg: str = "token-mean"  # or "seq-mean-token-mean" (the official Solver's effective aggregation)
+    mini_batch: int = 64  # rollouts per optimizer step
+    micro_batch: int = 8  # rollouts per forward/backward
+    max_grad_norm: float = 1.0
+    logprob_chunk: int = 256  # response positions per output-layer chunk: 256 x 152k vocab = 156 MB in fp32
+    grad_checkpointing: bool = False  # the model's own activation checkpointing of its layers
+    eps: float = 1e-6
+
+
+@dataclass
+class Rollouts:
+    input_ids: torch.Tensor  # (B, T) prompt + response, right-padded
+    attention_mask: torch.Tensor  # (B, T) 1 on real tokens
+    response_mask: torch.Tensor  # (B, T) 1 on response tokens (the ones trained)
+    advantages: torch.Tensor  # (B,)
+    old_logprobs: torch.Tensor | None = None  # (B, T) at response positions, e.g. from the sampler
+
+    def rows(self, idx):
+        pick = lambda t: None if t is None else t[idx]  # noqa: E731
+        return Rollouts(*(pick(getattr(self, f)) for f in
+                          ("input_ids", "attention_mask", "response_mask", "advantages", "old_logprobs")))
+
+
+def group_advantages(rewards, scale_std=True, eps=1e-6):
+    """rewards (G, n): n rollouts of each of G prompts -> advantages (G, n). Equal rewards in a group give 0."""
+    rewards = rewards.float()
+    centred = rewards - rewards.mean(dim=1, keepdim=True)
+    if rewards.shape[1] < 2:
+        return torch.zeros_like(rewards)
+    if not scale_std:
+        return centred
+    return centred / (rewards.std(dim=1, keepdim=True) + eps)  # unbiased std, as torch.std in EasyR1
+
+
+def _chunk_logprobs(lm_head, hidden, targets, temperature):
+    logits = lm_head(hidden).float() / temperature  # (N, V) for this chunk only
+    logp = torch.log_softmax(logits, dim=-1)
+    entropy = -(logp.exp() * logp).sum(-1).detach()
+    return logp.gather(-1, targets[:, None])[:, 0], entropy
+
+
+def token_logprobs(model, input_ids, attention_mask, response_mask, temperature=1.0, chunk=256):
+    """log pi(x_t | x_<t) at every response position, (B, T) (0 elsewhere), and the mean entropy there.
+
+    Gradients reach the model only through response positions: the others are never gathered.
+    """
+    positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask,
+                              position_ids=positions).last_hidden_state  # (B, T, H)
+    select = response_mask[:, 1:].bool()  # (B, T-1): position t predicts token t+1
+    h = hidden[:, :-1][select]  # (N, H) for the N response tokens
+    targets = input_ids[:, 1:][select]  # (N,)
+    lm_head = model.get_output_embeddings()
+    parts, entropies = [], []
+    for i in range(0, len(h), chunk):
+        lp, ent = checkpoint(_chunk_logprobs, lm_head, h[i:i + chunk], targets[i:i + chunk], temperature,
+                             use_reentrant=False)
+        parts.append(lp)
+        entropies.append(ent)
+    out = hidden.new_zeros(select.shape, dtype=torch.float32)
+    if parts:
+        out = out.masked_scatter(select, torch.cat(parts))
+    out = torch.cat([out.new_zeros(len(out), 1), out], dim=1)  # (B, T), aligned with input_ids
+    entropy = torch.cat(entropies).mean().item() if entropies else 0.0
+    return out, entropy
+
+
+def k3_kl(logp, ref_logp):
+    """k3 estimator of KL(pi || pi_ref) per token (EasyR1 "low_var_kl"): e^(ref-logp) - (ref-logp) - 1."""
+    log_ratio = ref_logp - logp
+    return (log_ratio.exp() - log_ratio - 1).clamp(-10.0, 10.0)
+
+
+def policy_loss(logp, old_logp, advantages, cfg, ref_logp=None):
+    """Per-token loss (B, T) of the clipped surrogate (+ KL), and the (B, T) mask of tokens whose ratio was clipped."""
+    A = advantages[:, None]  # (B, 1)
+    log_ratio = (logp - old_logp).clamp(-20.0, 20.0)
+    ratio = log_ratio.exp()
+    clipped = log_ratio.clamp(math.log(1 - cfg.clip_low), math.log(1 + cfg.clip_high)).exp()
+    surrogate = torch.maximum(-A * ratio, -A * clipped)  # PPO: the pessimistic of the two
+    loss = torch.where(A < 0, torch.minimum(surrogate, -A * cfg.clip_dual), surrogate)  # dual-clip for A < 0
+    was_clipped = (-A * ratio < -A * clipped) | ((A < 0) & (surrogate > -A * cfg.clip_dual))
+    if ref_logp is not None and cfg.kl_coef > 0:
+        loss = loss + cfg.kl_coef * k3_kl(logp, ref_logp)
+    return loss, was_clipped
+
+
+def aggregate(token_loss, mask, cfg, n_tokens, n_seqs):
+    """This micro-batch's share of the mini-batch loss; summed over micro-batches it is the exact mean."""
+    mask = mask.float()
+    if cfg.loss_agg == "token-mean":
+        return (token_loss * mask).sum() / max(n_tokens, 1)
+    if cfg.loss_agg == "seq-mean-token-mean":
+        return ((token_loss * mask).sum(1) / mask.sum(1).clamp(min=1)).sum() / max(n_seqs, 1)
+    raise ValueError(f"unknown loss_agg {cfg.loss_agg!r}: use 'token-mean' or 'seq-mean-token-mean'")
+
+
+def make_optimizer(model, cfg):
+    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
+
+
+def _autocast(model):
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=model.device.type == "cuda")
+
+
+@torch.no_grad()
+def _logprobs_no_grad(model, batch, cfg):
+    out = []
+    for i in range(0, len(batch.input_ids), cfg.micro_batch):
+        with _autocast(model):
+            out.append(token_logprobs(model, batch.input_ids[i:i + cfg.micro_batch],
+                                      batch.attention_mask[i:i + cfg.micro_batch],
+                                      batch.response_mask[i:i + cfg.micro_batch], cfg.temperature,
+                                      cfg.logprob_chunk)[0])
+    return torch.cat(out)
+
+
+def grpo_step(model, optimizer, batch, cfg, ref_model=None):
+    """One GRPO update on `batch` (Rollouts). Returns a dict of stats for logging."""
+    keep = (batch.advantages != 0).nonzero()[:, 0]
+    stats = dict(rollouts=len(batch.advantages), zero_adv=len(batch.advantages) - len(keep),
+                 response_len=batch.response_mask.sum(1).float().mean().item())
+    if len(keep) == 0:
+        return {**stats, "loss": 0.0, "kl": 0.0, "clip_frac": 0.0, "ratio": 1.0, "grad_norm": 0.0, "entropy": 0.0}
+    batch = batch.rows(keep)
+    model.train()  # dropout, if the config has any, stays on for old and new log-probs alike (Qwen/Llama have none)
+    if cfg.grad_checkpointing and not model.is_gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    old = batch.old_logprobs if batch.old_logprobs is not None else _logprobs_no_grad(model, batch, cfg)
+    ref = _logprobs_no_grad(ref_model, batch, cfg) if ref_model is not None and cfg.kl_coef > 0 else None
+
+    sums = dict(loss=0.0, kl=0.0, clip=0.0, ratio=0.0, entropy=0.0, tokens=0, norms=[])
+    for start in range(0, len(keep), cfg.mini_batch):
+        mb = range(start, min(start + cfg.mini_batch, len(keep)))
+        n_tokens, n_seqs = int(batch.response_mask[mb.start:mb.stop].sum()), len(mb)
+        optimizer.zero_grad(set_to_none=True)
+        for i in range(mb.start, mb.stop, cfg.micro_batch):
+            j = min(i + cfg.micro_batch, mb.stop)
+            mask = batch.response_mask[i:j].bool()
+            with _autocast(model):
+                logp, entropy = token_logprobs(model, batch.input_ids[i:j], batch.attention_mask[i:j],
+                                               batch.response_mask[i:j], cfg.temperature, cfg.logprob_chunk)
+            ref_lp = ref[i:j] if ref is not None else None
+            tok_loss, was_clipped = policy_loss(logp, old[i:j], batch.advantages[i:j], cfg, ref_lp)
+            loss = aggregate(tok_loss, mask, cfg, n_tokens, n_seqs)
+            loss.backward()
+            with torch.no_grad():
+                sums["loss"] += loss.item()
+                sums["clip"] += was_clipped[mask].float().sum().item()
+                sums["ratio"] += (logp - old[i:j]).exp()[mask].sum().item()
+                sums["kl"] += k3_kl(logp, ref_lp)[mask].sum().item() if ref_lp is not None else 0.0
+                sums["entropy"] += entropy * int(mask.sum())
+                sums["tokens"] += int(mask.sum())
+        sums["norms"].append(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm).item())
+        optimizer.step()
+    n_mb, tokens = len(sums["norms"]), max(sums["tokens"], 1)
+    return {**stats, "loss": sums["loss"] / n_mb, "kl": sums["kl"] / tokens, "clip_frac": sums["clip"] / tokens,
+            "ratio": sums["ratio"] / tokens, "grad_norm": sum(sums["norms"]) / n_mb,
+            "entropy": sums["entropy"] / tokens}
