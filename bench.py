@@ -53,7 +53,7 @@ def bench_sampler_once(model, prompts, n, max_new, stop_ids, compile=False, reps
     _sync(device)
     ref_s = (time.perf_counter() - t0) / reps
     stop = torch.isin(seqs, torch.tensor(stop_ids, device=device))
-    first = torch.where(stop.any(1), stop.float().argmax(1) + 1, torch.full_like(stop[:, 0], seqs.shape[1], dtype=torch.long))
+    first = torch.where(stop.any(1), stop.float().argmax(1) + 1, seqs.shape[1])  # tokens up to the first stop
     ref_tok = int(first.sum())
     return ours_tok / ours_s, ref_tok / ref_s, ours_tok / len(prompts) / n, ref_tok / len(prompts) / n
 

@@ -1,26 +1,48 @@
 """R-Zero: a Challenger and a Solver co-evolve from one base LM with no data (arXiv 2508.05004).
 
-This file holds the paper's own parts:
-- the Challenger reward (paper Sec. 3.2; RZERO-SPEC Sec. 2.4-2.6): uncertainty 1 - 2|p_hat - 1/2| from the
-  Solver's majority vote, minus a repetition penalty |C_k| / B from BLEU-distance clustering of the batch,
-  zero for bad format;
-- the Solver data set (paper Sec. 3.3; RZERO-SPEC Sec. 3): keep a question when |p_hat - 1/2| <= delta,
-  labelled by the majority answer.
+    bash run.sh                               # the embedded tiny world, K = 3 iterations, on a CPU
+    bash run.sh --model Qwen/Qwen3-4B-Base    # a real model with the paper's settings (one GPU)
+
+The map of the method, in the order of the paper:
+- Challenger reward (Sec. 3.2; RZERO-SPEC Sec. 2.4-2.6): `uncertainty_reward`, `bleu_matrix` and
+  `average_linkage_clusters` -> `repetition_penalty`, `challenger_rewards` (with the format check).
+- Solver data set (Sec. 3.3; RZERO-SPEC Sec. 3): `filter_for_solver` (the band |p_hat - 1/2| <= delta).
+- Prompts (RZERO-SPEC Sec. 2.1, 2.4): `PAPER_PROMPTS`, rendered by `render` (chat template or plain fallback).
+- One iteration (Sec. 3, Alg. 1; RZERO-SPEC Sec. 1): `train_challenger` (GRPO, rewards from the current Solver's
+  votes), `build_dataset` (N candidates, m votes each, the band), `train_solver` (GRPO toward the pseudo-labels),
+  `evaluate_stage` (held-out, never trained on). `run` chains them for K iterations, each role warm-starting
+  from its own previous checkpoint, and resumes after the last finished stage.
+Voting is vote.py, sampling sampler.py, GRPO grpo.py, the tiny world toy.py.
+
+Knowing departures: the Challenger's own \\boxed{} answer is ignored, as in the paper (the official code parses it
+wrongly, RZERO-SPEC Sec. 2.3); the Solver reward is the paper's binary match (no 0.1 format term); m = 10 for
+both the reward and the labels (the official labelling uses 9); the band is the paper's 0.25 <= p_hat <= 0.75.
+--challenger-official-reward switches to the official reward, --delta and --m reproduce other choices.
 """
-import math
+import argparse
+import json
+import os
+import random
+import shutil
+import sys
+import time
+import zlib
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
+import grpo
+import sampler
 import vote
 
 # ----------------------------------------------------------------------------- Challenger reward (paper Sec. 3.2)
 
 
 def uncertainty_reward(p_hat, official=False):
-    """Paper Eq. (3): r_unc = 1 - 2|p_hat - 1/2|, in [0, 1]. official=True: min(p_hat, 1 - p_hat), in [0, 0.5]."""
+    """Paper Sec. 3.2: r_unc = 1 - 2|p_hat - 1/2|, in [0, 1]. official=True: min(p_hat, 1 - p_hat), in [0, 0.5]."""
     return min(p_hat, 1.0 - p_hat) if official else 1.0 - 2.0 * abs(p_hat - 0.5)
 
 
@@ -127,7 +149,7 @@ def average_linkage_clusters(dist, threshold=0.5):
 
 
 def repetition_penalty(questions, threshold=0.5, lam=1.0):
-    """Paper Eq. (4): r_rep(x_i) = lambda |C_k| / B, C_k the BLEU cluster of x_i. Returns (r_rep, cluster ids)."""
+    """Paper Sec. 3.2: r_rep(x_i) = lambda |C_k| / B, C_k the BLEU cluster of x_i. Returns (r_rep, cluster ids)."""
     clusters = average_linkage_clusters(bleu_distance_matrix(questions), threshold)
     sizes = np.bincount(clusters)
     return lam * sizes[clusters] / len(questions), clusters
@@ -201,8 +223,584 @@ def filter_for_solver(questions, votes, delta=0.25, drop_no_answer=True, drop_bo
     return kept, dropped
 
 
-def main():
-    print("rzero: the R-Zero loop is not built yet; this run only checked the environment.")
+# ----------------------------------------------------------------------------- prompts (RZERO-SPEC Sec. 2.1, 2.4)
+
+
+@dataclass
+class Prompts:
+    challenger_system: str
+    challenger_user: str
+    solver_system: str
+
+
+PAPER_PROMPTS = Prompts(
+    challenger_system=(
+        "You are an expert competition-math problem setter.\n"
+        "FIRST, in your private scratch-pad, think step-by-step to design a brand-new, non-trivial problem. "
+        "The problem could come from any field of mathematics, including but not limited to algebra, geometry, "
+        "number theory, combinatorics, prealgebra, probability, statistics, and calculus. Aim for a difficulty "
+        "such that fewer than 30 % of advanced high-school students could solve it. Avoid re-using textbook "
+        "clichés or famous contest problems.\n"
+        "THEN, without revealing any of your private thoughts, output **exactly** the following two blocks:\n\n"
+        "<question>\n{The full problem statement on one or more lines}\n</question>\n\n"
+        "\\boxed{final_answer}\n\n"
+        "Do NOT output anything else—no explanations, no extra markup."),
+    challenger_user="Generate one new, challenging reasoning question now. Remember to format the output exactly "
+                    "as instructed.",
+    solver_system="Please reason step by step, and put your final answer within \\boxed{}.",
+)
+
+
+def render(tokenizer, system, user):
+    """The prompt text: the tokenizer's chat template, or the official plain fallback when it has none."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template([{"role": "system", "content": system},
+                                              {"role": "user", "content": user}],
+                                             add_generation_prompt=True, tokenize=False)
+    return f"system: {system}\nuser: {user}"
+
+
+def encode(tokenizer, text):
+    return tokenizer.encode(text, add_special_tokens=False)  # a chat template already wrote any special tokens
+
+
+def stop_ids(model, tokenizer):
+    ids = model.generation_config.eos_token_id
+    ids = set(ids if isinstance(ids, list) else [ids] if ids is not None else [])
+    return sorted(ids | {tokenizer.eos_token_id} - {None})
+
+
+def solve(model, tokenizer, prompts, questions, n, temperature, max_new_tokens, top_p=1.0, top_k=0,
+          generator=None, max_rows=512, desc="solving"):
+    """The Solver's n extracted \\boxed{} answers (None where absent) for each question."""
+    ids = [encode(tokenizer, render(tokenizer, prompts.solver_system, q)) for q in questions]
+    groups = sampler.sample(model, ids, n=n, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                            top_k=top_k, stop_ids=stop_ids(model, tokenizer), generator=generator,
+                            max_rows=max_rows, desc=desc) if ids else []
+    return [[vote.extract_boxed(tokenizer.decode(s.tokens, skip_special_tokens=True)) for s in g] for g in groups]
+
+
+def evaluate(model, tokenizer, prompts, items, k=10, temperature=1.0, max_new_tokens=4096, seed=0, max_rows=512):
+    """Accuracy (%) of greedy decoding, mean@k and maj@k on labelled items (question, answer, level), per level
+    and overall. Used only to measure: R-Zero never trains on these answers."""
+    questions = [q for q, _, _ in items]
+    greedy = solve(model, tokenizer, prompts, questions, 1, 0.0, max_new_tokens, max_rows=max_rows,
+                   desc="eval greedy")
+    sampled = solve(model, tokenizer, prompts, questions, k, temperature, max_new_tokens, max_rows=max_rows,
+                    generator=torch.Generator(model.device).manual_seed(seed), desc=f"eval @{k}")
+    rows = {}
+    for (_, gold, level), g, s in zip(items, greedy, sampled):
+        for key in ("all", level) if level is not None else ("all",):
+            r = rows.setdefault(key, Counter())
+            r["greedy"] += vote.equivalent(g[0], gold)
+            r[f"mean@{k}"] += sum(vote.equivalent(a, gold) for a in s) / k
+            r[f"maj@{k}"] += vote.equivalent(vote.majority_vote(s).label, gold)
+            r["n"] += 1
+    return {str(key): {m: (100 * v / r["n"] if m != "n" else v) for m, v in r.items()}
+            for key, r in sorted(rows.items(), key=lambda kv: (kv[0] == "all", str(kv[0])))}
+
+# ----------------------------------------------------------------------------- settings (RZERO-SPEC Sec. 2.2, 4, 9)
+
+
+def _f(default, doc):
+    return field(default=default, metadata={"help": doc})
+
+
+@dataclass
+class ChallengerConfig:
+    steps: int = _f(5, "GRPO steps per iteration (paper App. A; the official run keeps global_step_5)")
+    prompts: int = _f(512, "prompts per step, all the same prompt (official rollout_batch_size)")
+    group_size: int = _f(4, "questions sampled per prompt: the GRPO group (official rollout.n)")
+    mini_batch: int = _f(128, "prompts per optimizer update (paper 128; official code 16)")
+    micro_batch: int = _f(8, "sequences per forward/backward pass")
+    lr: float = _f(1e-6, "AdamW learning rate, constant")
+    kl_coef: float = _f(0.01, "k3 KL weight to the iteration's initial Challenger (0: no reference model)")
+    temperature: float = _f(1.0, "sampling temperature of the questions")
+    top_p: float = _f(0.99, "nucleus sampling of the questions")
+    max_new_tokens: int = _f(4096, "longest Challenger output")
+    tau: float = _f(0.5, "BLEU-distance threshold of the repetition clustering (paper tau_BLEU)")
+    lam: float = _f(1.0, "weight lambda of the repetition penalty (0: no penalty)")
+    official_reward: bool = _f(False, "official reward min(p,1-p) - r_rep, -1 for bad format, no clamp")
+
+
+@dataclass
+class SolverConfig:
+    steps: int = _f(15, "GRPO steps per iteration (paper App. A; official global_step_15)")
+    prompts: int = _f(512, "questions per step")
+    group_size: int = _f(5, "answers sampled per question: the GRPO group (official rollout.n)")
+    mini_batch: int = _f(128, "questions per optimizer update")
+    micro_batch: int = _f(8, "sequences per forward/backward pass")
+    lr: float = _f(1e-6, "AdamW learning rate, constant")
+    kl_coef: float = _f(0.01, "k3 KL weight to the iteration's initial Solver (0: no reference model)")
+    temperature: float = _f(1.0, "sampling temperature of the rollouts")
+    top_p: float = _f(0.99, "nucleus sampling of the rollouts")
+    max_new_tokens: int = _f(4096, "longest Solver answer")
+    loss_agg: str = _f("token-mean", "token-mean or seq-mean-token-mean (the official Solver's effective one)")
+
+
+@dataclass
+class LoopConfig:
+    model: str = _f("", "base model: a local folder or hub id (empty: the embedded tiny world)")
+    out: str = _f("runs/rzero", "output folder; rerunning the same command resumes there")
+    iterations: int = _f(3, "co-evolution iterations K")
+    m: int = _f(10, "Solver answers per question for the vote (paper m = 10; official labelling uses 9)")
+    vote_temperature: float = _f(1.0, "temperature of the m voting answers")
+    vote_top_k: int = _f(40, "top-k of the voting answers (official vLLM setting)")
+    candidates: int = _f(8000, "questions the trained Challenger writes per iteration (paper N)")
+    gen_temperature: float = _f(1.0, "temperature of the N candidate questions")
+    gen_top_p: float = _f(0.95, "nucleus of the N candidate questions")
+    delta: float = _f(0.25, "band half-width: keep |p_hat - 1/2| <= delta (0.5 keeps everything)")
+    eval_file: str = _f("", "JSONL of {question, answer} to measure on (tiny world: its own test set)")
+    eval_k: int = _f(10, "samples per question for mean@k and maj@k")
+    oracle_labels: bool = _f(False, "measurement only: train the Solver on exact answers, not the vote")
+    base_challenger: bool = _f(False, "the paper's baseline: no Challenger training, questions from the base")
+    device: str = _f("cuda" if torch.cuda.is_available() else "cpu", "torch device")
+    dtype: str = _f("bfloat16" if torch.cuda.is_available() else "float32", "float32 or bfloat16")
+    max_rows: int = _f(512, "most sequences sampled at once (bounds the KV cache)")
+    seed: int = _f(0, "seed of every stage's randomness")
+
+
+# The tiny world's preset: what a 2-core CPU can run in minutes. The paper's values stay the defaults for real
+# models; each override here is a size, except the learning rates (a 1M-parameter model needs larger steps).
+TOY_PRESET = {
+    "challenger": dict(prompts=16, group_size=4, mini_batch=4, micro_batch=16, lr=1e-5, max_new_tokens=64),
+    "solver": dict(steps=30, prompts=32, group_size=8, mini_batch=32, micro_batch=64, lr=3e-5, max_new_tokens=128),
+    "loop": dict(candidates=1000, max_rows=1024),
+}
+
+# ----------------------------------------------------------------------------- files: atomic, resumable
+
+
+class RZeroError(Exception):
+    """Bad input: reported as one line, with no traceback."""
+
+
+def load_model(path, cfg):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, cfg.dtype))
+    except (OSError, ValueError) as e:
+        raise RZeroError(f"cannot load a model from {path!r}: {str(e).strip().splitlines()[0]}") from None
+    return model.to(cfg.device).eval(), tokenizer
+
+
+def save_model(model, tokenizer, path):
+    """A safetensors model folder that AutoModelForCausalLM.from_pretrained loads, written under a temporary name
+    and renamed into place, so a killed run never leaves half a checkpoint."""
+    tmp = f"{path}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(tmp, path)
+
+
+def write_file(path, text):
+    with open(f"{path}.tmp", "w") as f:
+        f.write(text)
+    os.replace(f"{path}.tmp", path)
+
+
+def write_json(path, obj):
+    write_file(path, json.dumps(obj, indent=1) + "\n")
+
+
+def write_jsonl(path, rows):
+    write_file(path, "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def read_eval_file(path):
+    """[(question, answer, None)] from a JSONL of {"question", "answer"}; every bad line is reported by number."""
+    if not os.path.isfile(path):
+        raise RZeroError(f"eval file {path!r} does not exist")
+    items, bad = [], []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                items.append((str(row["question"]), str(row["answer"]), None))
+            except (json.JSONDecodeError, KeyError, TypeError):
+                bad.append(n)
+    if bad:
+        raise RZeroError(f"eval file {path!r}: line(s) {', '.join(map(str, bad[:10]))}"
+                         f"{' ...' if len(bad) > 10 else ''} are not JSON objects with 'question' and 'answer'")
+    if not items:
+        raise RZeroError(f"eval file {path!r} holds no questions")
+    return items
+
+
+def stage_seed(cfg, *names):
+    """Each stage seeds its own randomness from the run seed and its name, so a resumed run redoes a stage
+    exactly as an uninterrupted run would."""
+    return zlib.crc32(repr((cfg.seed,) + names).encode())
+
+
+def generator(cfg, *names):
+    return torch.Generator(cfg.device).manual_seed(stage_seed(cfg, *names))
+
+# ----------------------------------------------------------------------------- the world: base model, prompts, test
+
+
+@dataclass
+class World:
+    base: str  # base model folder or hub id
+    prompts: Prompts
+    test: list  # held-out (question, answer, level), for measurement only
+    oracle: object = None  # question -> exact answer string or None (tiny world only; measurement and --oracle-labels)
+    level: object = None  # question -> difficulty level or None (tiny world only)
+    shape: object = None  # question -> its structure with the numbers blanked (tiny world only)
+
+
+def make_world(cfg):
+    if cfg.model:
+        test = read_eval_file(cfg.eval_file) if cfg.eval_file else []
+        return World(cfg.model, PAPER_PROMPTS, test)
+    import toy
+    base = toy.build_base(os.path.join("cache", "toy-base"))
+    test = read_eval_file(cfg.eval_file) if cfg.eval_file else toy.test_set()
+    return World(base, Prompts(*toy.CHALLENGER, toy.SOLVER_SYSTEM), test, toy.safe_answer, toy.safe_level,
+                 toy.shape)
+
+# ----------------------------------------------------------------------------- the stages of one iteration
+
+
+def vote_answers(solver, tokenizer, world, cfg, sv, questions, gen, desc="voting"):
+    """The Solver's m answers to every question (None where there is no question)."""
+    valid = [q for q in questions if q is not None]
+    answers = iter(solve(solver, tokenizer, world.prompts, valid, cfg.m, cfg.vote_temperature, sv.max_new_tokens,
+                         top_k=cfg.vote_top_k, generator=gen, max_rows=cfg.max_rows, desc=desc))
+    return [next(answers) if q is not None else None for q in questions]
+
+
+def make_rollouts(prompts, responses, advantages, pad_id, device):
+    """grpo.Rollouts from token-id lists: prompt + response per row, right-padded."""
+    T = max(len(p) + len(r) for p, r in zip(prompts, responses))
+    ids = torch.full((len(prompts), T), pad_id, dtype=torch.long)
+    attn, resp = torch.zeros_like(ids), torch.zeros_like(ids)
+    for i, (p, r) in enumerate(zip(prompts, responses)):
+        ids[i, :len(p) + len(r)] = torch.tensor(p + r)
+        attn[i, :len(p) + len(r)] = 1
+        resp[i, len(p):len(p) + len(r)] = 1
+    return grpo.Rollouts(ids.to(device), attn.to(device), resp.to(device), advantages.float().to(device))
+
+
+def diversity(world, questions, sample=512):
+    """Distinct whitespace 2-grams per question, mean pairwise BLEU (on up to `sample` questions) and, in the tiny
+    world, distinct expression shapes: a Challenger that collapses onto one kind of question shows here."""
+    qs = [q for q in questions if q]
+    if not qs:
+        return {"distinct_2grams_per_q": 0.0, "mean_pairwise_bleu": 0.0}
+    bigrams = {tuple(w[i:i + 2]) for w in (q.split() for q in qs) for i in range(len(w) - 1)}
+    sub = qs[:sample]
+    bleu = bleu_matrix(sub)
+    pairs = len(sub) * (len(sub) - 1)
+    out = {"distinct_2grams_per_q": len(bigrams) / len(qs), "mean_pairwise_bleu": bleu.sum() / pairs if pairs else 0.0}
+    if world.shape:
+        out["distinct_shapes"] = len({world.shape(q) for q in qs})
+    return out
+
+
+def question_stats(world, rewards, delta):
+    valid = [r for r in rewards if r.format_ok]
+    out = {"reward": float(np.mean([r.reward for r in rewards])), "format_ok": len(valid) / len(rewards),
+           "r_rep": float(np.mean([r.r_rep for r in rewards]))}
+    if valid:
+        out["p_hat"] = float(np.mean([r.p_hat for r in valid]))
+        out["in_band"] = float(np.mean([abs(r.p_hat - 0.5) <= delta + 1e-9 for r in valid]))
+        if world.level:
+            levels = [world.level(r.question) for r in valid]
+            out["difficulty"] = float(np.mean([lv for lv in levels if lv is not None] or [0]))
+    return out
+
+
+def train_challenger(cfg, ch, sv, world, it, init, solver_dir, out_dir):
+    """Paper Sec. 3.2: GRPO on the Challenger, rewarded for questions the current Solver is unsure of."""
+    model, tok = load_model(init, cfg)
+    solver, _ = load_model(solver_dir, cfg)
+    ref = load_model(init, cfg)[0] if ch.kl_coef > 0 else None
+    gcfg = grpo.GRPOConfig(lr=ch.lr, kl_coef=ch.kl_coef, temperature=ch.temperature,
+                           mini_batch=ch.mini_batch * ch.group_size, micro_batch=ch.micro_batch)
+    opt = grpo.make_optimizer(model, gcfg)
+    prompt = encode(tok, render(tok, world.prompts.challenger_system, world.prompts.challenger_user))
+    gen, rows, samples = generator(cfg, it, "challenger"), [], []
+    for step in tqdm(range(ch.steps), desc=f"iter {it}: Challenger GRPO", unit="step"):
+        t0 = time.time()
+        outs = sampler.sample(model, [prompt], n=ch.prompts * ch.group_size, max_new_tokens=ch.max_new_tokens,
+                              temperature=ch.temperature, top_p=ch.top_p, stop_ids=stop_ids(model, tok),
+                              generator=gen, max_rows=cfg.max_rows, desc="questions")[0]
+        texts = [tok.decode(o.tokens, skip_special_tokens=True) for o in outs]
+        answers = vote_answers(solver, tok, world, cfg, sv, [vote.extract_question(t) for t in texts], gen)
+        rewards = challenger_rewards(texts, answers, ch.tau, ch.lam, ch.official_reward)
+        adv = grpo.group_advantages(torch.tensor([r.reward for r in rewards]).view(ch.prompts, ch.group_size))
+        batch = make_rollouts([prompt] * len(outs), [o.tokens for o in outs], adv.flatten(), tok.pad_token_id,
+                              cfg.device)
+        stats = grpo.grpo_step(model, opt, batch, gcfg, ref)
+        model.eval()
+        rows.append({"step": step, **question_stats(world, rewards, cfg.delta), **stats,
+                     "seconds": round(time.time() - t0, 2)})
+        samples += [{"step": step, "question": r.question, "p_hat": r.p_hat, "label": r.label, "reward": r.reward,
+                     "r_rep": r.r_rep} for r in rewards[:4]]
+    write_jsonl(os.path.join(os.path.dirname(out_dir), "challenger_samples.jsonl"), samples)
+    write_jsonl(os.path.join(os.path.dirname(out_dir), "challenger_metrics.jsonl"), rows)
+    save_model(model, tok, out_dir)
+    first, last = rows[0], rows[-1]
+    return (f"reward {first['reward']:.3f} -> {last['reward']:.3f}, in band {first.get('in_band', 0):.0%} -> "
+            f"{last.get('in_band', 0):.0%}, format ok {last['format_ok']:.0%}")
+
+
+def build_dataset(cfg, ch, sv, world, it, challenger_dir, solver_dir, path):
+    """Paper Sec. 3.3: N candidate questions, m Solver answers each, keep the band, label by the majority."""
+    t0 = time.time()
+    model, tok = load_model(challenger_dir, cfg)
+    prompt = encode(tok, render(tok, world.prompts.challenger_system, world.prompts.challenger_user))
+    gen = generator(cfg, it, "dataset")
+    outs = sampler.sample(model, [prompt], n=cfg.candidates, max_new_tokens=ch.max_new_tokens,
+                          temperature=cfg.gen_temperature, top_p=cfg.gen_top_p, stop_ids=stop_ids(model, tok),
+                          generator=gen, max_rows=cfg.max_rows, desc=f"iter {it}: candidate questions")[0]
+    questions = [vote.extract_question(tok.decode(o.tokens, skip_special_tokens=True)) for o in outs]
+    del model
+    solver, tok = load_model(solver_dir, cfg)
+    answers = vote_answers(solver, tok, world, cfg, sv, questions, gen, desc=f"iter {it}: labelling")
+    votes = [vote.majority_vote(a) if a is not None else vote.Vote(None, 0.0, [], []) for a in answers]
+    kept, dropped = filter_for_solver(questions, votes, cfg.delta)
+    rows = []
+    for ex in kept:
+        row = {"question": ex.question, "label": ex.label, "p_hat": ex.p_hat}
+        if world.oracle:  # measurement only: never read by training unless --oracle-labels
+            row["answer"] = world.oracle(ex.question)
+            row["label_correct"] = vote.equivalent(ex.label, row["answer"])
+        rows.append(row)
+    valid = [(q, v) for q, v in zip(questions, votes) if q is not None]
+    stats = {"candidates": len(questions), "valid": len(valid), "kept": len(rows), "dropped": dict(dropped),
+             "in_band": float(np.mean([abs(v.p_hat - 0.5) <= cfg.delta + 1e-9 for _, v in valid])) if valid else 0.0,
+             **diversity(world, [q for q, _ in valid])}
+    if world.oracle and rows:
+        stats["label_accuracy"] = float(np.mean([r["label_correct"] for r in rows]))
+    if world.level and valid:
+        stats["difficulty"] = float(np.mean([world.level(q) or 0 for q, _ in valid]))
+    stats["seconds"] = round(time.time() - t0, 1)
+    write_jsonl(path, rows)
+    write_json(path.replace(".jsonl", "_stats.json"), stats)
+    acc = f", labels right {stats['label_accuracy']:.0%}" if "label_accuracy" in stats else ""
+    return f"{len(valid)}/{len(questions)} valid, {stats['in_band']:.0%} in band, kept {len(rows)}{acc}"
+
+
+def train_solver(cfg, sv, world, it, init, data_path, out_dir):
+    """Paper Sec. 3.3: GRPO on the Solver, reward 1 when its \\boxed{} answer matches the pseudo-label."""
+    with open(data_path) as f:
+        data = [json.loads(line) for line in f]
+    model, tok = load_model(init, cfg)
+    if not data:  # documented rule: an empty band leaves the Solver as it was for this iteration
+        save_model(model, tok, out_dir)
+        return "the band filter kept no question: the Solver is carried over unchanged"
+    if cfg.oracle_labels and not world.oracle:
+        raise RZeroError("--oracle-labels needs exact answers, which only the tiny world has")
+    ref = load_model(init, cfg)[0] if sv.kl_coef > 0 else None
+    gcfg = grpo.GRPOConfig(lr=sv.lr, kl_coef=sv.kl_coef, temperature=sv.temperature, loss_agg=sv.loss_agg,
+                           mini_batch=sv.mini_batch * sv.group_size, micro_batch=sv.micro_batch)
+    opt = grpo.make_optimizer(model, gcfg)
+    rng, gen, order, rows = random.Random(stage_seed(cfg, it, "solver")), generator(cfg, it, "solver"), [], []
+    for step in tqdm(range(sv.steps), desc=f"iter {it}: Solver GRPO", unit="step"):
+        t0 = time.time()
+        batch_rows = []
+        while len(batch_rows) < min(sv.prompts, len(data)):
+            if not order:
+                order = rng.sample(range(len(data)), len(data))  # a new epoch, reshuffled
+            batch_rows.append(data[order.pop()])
+        prompts = [encode(tok, render(tok, world.prompts.solver_system, r["question"])) for r in batch_rows]
+        groups = sampler.sample(model, prompts, n=sv.group_size, max_new_tokens=sv.max_new_tokens,
+                                temperature=sv.temperature, top_p=sv.top_p, stop_ids=stop_ids(model, tok),
+                                generator=gen, max_rows=cfg.max_rows, desc="rollouts")
+        preds = [[vote.extract_boxed(tok.decode(s.tokens, skip_special_tokens=True)) for s in g] for g in groups]
+        labels = [r["answer"] if cfg.oracle_labels else r["label"] for r in batch_rows]
+        rewards = torch.tensor([[float(vote.equivalent(p, lab)) for p in ps] for ps, lab in zip(preds, labels)])
+        adv = grpo.group_advantages(rewards)
+        batch = make_rollouts([p for p in prompts for _ in range(sv.group_size)],
+                              [s.tokens for g in groups for s in g], adv.flatten(), tok.pad_token_id, cfg.device)
+        stats = grpo.grpo_step(model, opt, batch, gcfg, ref)
+        model.eval()
+        row = {"step": step, "reward": rewards.mean().item(), **stats, "seconds": round(time.time() - t0, 2)}
+        if world.oracle:
+            row["label_accuracy"] = float(np.mean([r["label_correct"] for r in batch_rows]))
+            row["true_reward"] = float(np.mean([vote.equivalent(p, r["answer"])
+                                                for ps, r in zip(preds, batch_rows) for p in ps]))
+        rows.append(row)
+    write_jsonl(os.path.join(os.path.dirname(out_dir), "solver_metrics.jsonl"), rows)
+    save_model(model, tok, out_dir)
+    return f"reward {rows[0]['reward']:.3f} -> {rows[-1]['reward']:.3f} over {len(rows)} steps"
+
+
+def evaluate_stage(cfg, sv, world, model_dir, path):
+    t0 = time.time()
+    model, tok = load_model(model_dir, cfg)
+    table = evaluate(model, tok, world.prompts, world.test, cfg.eval_k, cfg.vote_temperature, sv.max_new_tokens,
+                     seed=stage_seed(cfg, "eval"), max_rows=cfg.max_rows)
+    table["seconds"] = round(time.time() - t0, 1)
+    write_json(path, table)
+    a = table["all"]
+    return f"greedy {a['greedy']:.1f}%, mean@{cfg.eval_k} {a[f'mean@{cfg.eval_k}']:.1f}%, maj@{cfg.eval_k} " \
+           f"{a[f'maj@{cfg.eval_k}']:.1f}%"
+
+# ----------------------------------------------------------------------------- the loop (paper Sec. 3, Alg. 1)
+
+
+def stage(done_path, label, fn, *args):
+    """Run a stage unless its result already exists (resume); print a one-line summary either way."""
+    if os.path.exists(done_path):
+        print(f"[{label}] done earlier, reusing {done_path}")
+        return
+    t0 = time.time()
+    summary = fn(*args)
+    print(f"[{label}] {summary} ({time.time() - t0:.0f} s)")
+
+
+def run(cfg, ch, sv):
+    world = make_world(cfg)
+    os.makedirs(cfg.out, exist_ok=True)
+    resolved = {"loop": asdict(cfg), "challenger": asdict(ch), "solver": asdict(sv), "base": world.base}
+    config_path = os.path.join(cfg.out, "config.json")
+    if os.path.exists(config_path) and read_json(config_path) != json.loads(json.dumps(resolved)):
+        raise RZeroError(f"{cfg.out} holds a run with other settings (see its config.json); "
+                         "rerun with the same options to resume, or pick another --out")
+    write_json(config_path, resolved)
+    if world.test:
+        os.makedirs(os.path.join(cfg.out, "base"), exist_ok=True)
+        stage(os.path.join(cfg.out, "base", "eval.json"), "base: eval", evaluate_stage, cfg, sv, world, world.base,
+              os.path.join(cfg.out, "base", "eval.json"))
+    challenger, solver = world.base, world.base
+    for it in range(1, cfg.iterations + 1):
+        d = os.path.join(cfg.out, f"iter{it}")
+        os.makedirs(d, exist_ok=True)
+        if not cfg.base_challenger:
+            stage(os.path.join(d, "challenger"), f"iter {it}: challenger", train_challenger, cfg, ch, sv, world,
+                  it, challenger, solver, os.path.join(d, "challenger"))
+            challenger = os.path.join(d, "challenger")
+        data = os.path.join(d, "dataset.jsonl")
+        stage(data.replace(".jsonl", "_stats.json"), f"iter {it}: dataset", build_dataset, cfg, ch, sv, world, it,
+              challenger, solver, data)
+        stage(os.path.join(d, "solver"), f"iter {it}: solver", train_solver, cfg, sv, world, it, solver, data,
+              os.path.join(d, "solver"))
+        solver = os.path.join(d, "solver")
+        if world.test:
+            stage(os.path.join(d, "eval.json"), f"iter {it}: eval", evaluate_stage, cfg, sv, world, solver,
+                  os.path.join(d, "eval.json"))
+    rows = summarize(cfg)
+    print(rows)
+
+
+def _read_jsonl(path):
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+def summarize(cfg):
+    """The final table, from the files the stages wrote: summary.json and summary.md in the output folder."""
+    k = cfg.eval_k
+    rows = []
+    for it in range(0, cfg.iterations + 1):
+        d = os.path.join(cfg.out, "base" if it == 0 else f"iter{it}")
+        ev = read_json(os.path.join(d, "eval.json")) if os.path.exists(os.path.join(d, "eval.json")) else {}
+        row = {"iteration": "base" if it == 0 else it}
+        if ev:
+            row.update({m: ev["all"][m] for m in ("greedy", f"mean@{k}", f"maj@{k}")})
+            row["levels_greedy"] = {lv: r["greedy"] for lv, r in ev.items() if lv not in ("all", "seconds")}
+        if it:
+            ds = read_json(os.path.join(d, "dataset_stats.json"))
+            chm = _read_jsonl(os.path.join(d, "challenger_metrics.jsonl"))
+            sm = _read_jsonl(os.path.join(d, "solver_metrics.jsonl"))
+            row.update({"label_accuracy": ds.get("label_accuracy"), "in_band_before": chm[0].get("in_band")
+                        if chm else None, "in_band_after": ds["in_band"], "dataset": ds["kept"],
+                        "difficulty": ds.get("difficulty"), "distinct_2grams_per_q": ds["distinct_2grams_per_q"],
+                        "mean_pairwise_bleu": ds["mean_pairwise_bleu"], "distinct_shapes": ds.get("distinct_shapes"),
+                        "seconds": {"challenger": round(sum(r["seconds"] for r in chm), 1),
+                                    "dataset": ds["seconds"], "solver": round(sum(r["seconds"] for r in sm), 1),
+                                    "eval": ev.get("seconds")}})
+        rows.append(row)
+    write_json(os.path.join(cfg.out, "summary.json"), rows)
+    md = markdown_table(rows, k)
+    write_file(os.path.join(cfg.out, "summary.md"), md)
+    return md
+
+
+def markdown_table(rows, k):
+    def fmt(v, pct=False):
+        if v is None:
+            return "–"
+        return f"{100 * v:.0f}%" if pct else f"{v:.1f}" if isinstance(v, float) else str(v)
+    head = ["iter", "greedy", f"mean@{k}", f"maj@{k}", "labels right", "in band before→after", "data set",
+            "difficulty", "2-grams/q", "pairwise BLEU", "shapes", "seconds (C / D / S / E)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        s = r.get("seconds", {})
+        band = f"{fmt(r.get('in_band_before'), True)}→{fmt(r.get('in_band_after'), True)}" if "dataset" in r else "–"
+        cells = [r["iteration"], fmt(r.get("greedy")), fmt(r.get(f"mean@{k}")), fmt(r.get(f"maj@{k}")),
+                 fmt(r.get("label_accuracy"), True), band, fmt(r.get("dataset")), fmt(r.get("difficulty")),
+                 fmt(r.get("distinct_2grams_per_q")), fmt(r.get("mean_pairwise_bleu")), fmt(r.get("distinct_shapes")),
+                 " / ".join(fmt(s.get(x)) for x in ("challenger", "dataset", "solver", "eval")) if s else "–"]
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
+    return "\n".join(lines) + "\n"
+
+# ----------------------------------------------------------------------------- command line
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="bash run.sh",
+        description="R-Zero: a Challenger and a Solver co-evolve from one base model with no data. With no --model "
+                    "it runs the embedded tiny world, whose preset overrides some sizes (TOY_PRESET in rzero.py); "
+                    "the defaults shown are the paper's.")
+    for prefix, cls in (("", LoopConfig), ("challenger-", ChallengerConfig), ("solver-", SolverConfig)):
+        group = parser.add_argument_group(cls.__name__)
+        for f in fields(cls):
+            flag = "--" + prefix + f.name.replace("_", "-")
+            if f.type is bool:
+                group.add_argument(flag, action="store_true", default=None, help=f.metadata["help"])
+            else:
+                group.add_argument(flag, type=f.type, default=None, metavar=f.type.__name__.upper(),
+                                   help=f"{f.metadata['help']} (default {f.default!r})")
+    return parser
+
+
+def configs_from_args(argv=None):
+    """Defaults (the paper's), then the tiny world's preset when no model is given, then the command line."""
+    args = vars(build_parser().parse_args(argv))
+    out = []
+    for prefix, cls, preset in (("", LoopConfig, "loop"), ("challenger_", ChallengerConfig, "challenger"),
+                                ("solver_", SolverConfig, "solver")):
+        values = {} if args["model"] else dict(TOY_PRESET[preset])
+        values.update({f.name: args[prefix + f.name] for f in fields(cls) if args[prefix + f.name] is not None})
+        out.append(cls(**values))
+    cfg = out[0]
+    if cfg.dtype not in ("float32", "bfloat16", "float16"):
+        raise RZeroError(f"--dtype must be float32, bfloat16 or float16, not {cfg.dtype!r}")
+    if cfg.model and not os.path.isdir(cfg.model) and (os.path.exists(cfg.model) or cfg.model[0] in "./~"):
+        raise RZeroError(f"--model {cfg.model!r} is not a model folder")
+    for c in out[1:]:
+        if c.prompts % c.mini_batch:
+            raise RZeroError(f"prompts per step ({c.prompts}) must be a multiple of the mini-batch ({c.mini_batch})")
+    return out
+
+
+def main(argv=None):
+    try:
+        run(*configs_from_args(argv))
+    except RZeroError as e:
+        print(f"rzero: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("\nrzero: interrupted; rerun the same command to resume after the last finished stage",
+              file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 Run with `bash run.sh test` (it sets up the environment first).
 """
 import math
+import os
 import random
 import time
 
@@ -515,3 +516,182 @@ def test_filter_for_solver_band_and_official_filters():
     assert len(kept) == 5 and "box_in_question" not in dropped
     kept, _ = rzero.filter_for_solver(questions, votes, delta=0.5)
     assert len(kept) == 5
+
+# ----------------------------------------------------------------------------- toy.py: the tiny world
+import re  # noqa: E402
+
+import toy  # noqa: E402
+
+
+def test_checker_agrees_with_python_arithmetic():
+    rng = random.Random(0)
+    for i in range(3000):
+        t = toy._rand_tree(rng, rng.randint(0, 6))
+        for text in (toy.render(t), " ".join(toy.render(t))):
+            assert re.fullmatch(r"[0-9+\-*() ]+", text)
+            assert toy.answer(text) == str(eval(text))  # the reference only: digits, + - * and parentheses
+    for q in ("(-16)+4", "5-(-3)", "-(2+3)*2", "( ( 7 ) )"):
+        assert toy.answer(q) == str(eval(q))
+
+
+@pytest.mark.parametrize("bad", ["", "3 +", "(1+2", "1+2)", "abc", "1/2", "2**3", "1 2", "()", "9" * 9,
+                                 "1+" * 150 + "1", "<question>", None])
+def test_checker_rejects_malformed_questions_with_a_clear_error(bad):
+    with pytest.raises(ValueError, match="arithmetic question|expected a number|unbalanced|unexpected"):
+        toy.parse(bad)
+    assert toy.safe_answer(bad) is None and toy.safe_level(bad) is None
+
+
+def test_worked_solutions_reduce_to_the_answer():
+    rng = random.Random(1)
+    for level in toy.LEVELS:
+        for _ in range(50):
+            q = toy.make_question(rng, level)
+            steps = toy.worked_steps(toy.parse(q))
+            assert len(steps) == level == toy.safe_level(q)
+            assert all(toy.answer(s) == toy.answer(q) for s in steps)  # every line keeps the value
+            assert steps[-1] == toy.answer(q)
+            assert all(abs(int(v)) <= toy.MAX_ABS for s in steps for v in re.findall(r"\d+", s))
+
+
+def test_tokenizer_round_trips_the_corpus_and_reloads(tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    tok = toy.make_tokenizer()
+    rng = random.Random(0)
+    for _ in range(200):
+        p, c = toy.corpus_document(rng, tok)
+        assert tok.decode(tok.encode(p + c)) == p + c
+    model = toy.make_model(tok, hidden=32, layers=1, heads=2, kv_heads=1)
+    rzero.save_model(model, tok, str(tmp_path / "m"))
+    again = AutoModelForCausalLM.from_pretrained(tmp_path / "m")
+    tok2 = AutoTokenizer.from_pretrained(tmp_path / "m")
+    ids = torch.tensor([tok2.encode("Solve.\n1 + 2\n")])
+    assert tok2.eos_token_id == tok.eos_token_id and tok2.pad_token_id == tok.pad_token_id
+    assert torch.allclose(again(ids).logits, model(ids).logits, atol=1e-6)
+    assert rzero.render(tok2, "S", "U") == "S\nU\n"  # the tiny world's chat template
+
+
+def test_packed_batches_keep_documents_apart():
+    tok = toy.make_tokenizer()
+    ids, positions, mask, labels = toy.packed_batch(random.Random(0), tok, 2, 128)
+    for r in range(2):
+        starts = (positions[r] == 0).nonzero()[:, 0].tolist()
+        assert len(starts) > 1
+        a, b = starts[0], starts[1]
+        assert (mask[r, 0, b, a:b] < -1e30).all()  # the second document cannot see the first
+        assert (mask[r, 0, b - 1, a:b] == 0).all()  # the first sees itself
+        assert tok.decode(ids[r, a:b].tolist()).endswith("<eos>")
+        assert (labels[r, a:b] != -100).any() and labels[r, a] == -100  # loss on the completion only
+
+
+def test_a_few_seconds_of_pretraining_lower_the_loss(tmp_path):
+    losses = toy.pretrain(str(tmp_path / "base"), steps=24, rows=4, length=128, lr=3e-3, warmup=4,
+                          model_kw=dict(hidden=32, layers=1, heads=2, kv_heads=1), progress=False)
+    assert np.mean(losses[-4:]) < 0.8 * np.mean(losses[:4])
+    assert os.path.exists(tmp_path / "base" / "model.safetensors")
+
+# ----------------------------------------------------------------------------- rzero.py: the loop
+import json  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def micro_world(tmp_path_factory):
+    """A micro base model of the tiny world (seconds to pretrain) and a six-question eval file."""
+    d = tmp_path_factory.mktemp("micro")
+    toy.pretrain(str(d / "base"), steps=150, rows=8, length=128, lr=1e-2, warmup=10,
+                 model_kw=dict(hidden=64, layers=2, heads=2, kv_heads=1), progress=False)
+    with open(d / "eval.jsonl", "w") as f:
+        for q, a, _ in toy.test_set()[::90]:
+            f.write(json.dumps({"question": q, "answer": a}) + "\n")
+    return d
+
+
+def loop_args(out, world, *extra):
+    return ["--out", str(out), "--iterations", "2", "--candidates", "16", "--eval-file", str(world / "eval.jsonl"),
+            "--eval-k", "2", "--delta", "0.5", "--challenger-steps", "2", "--challenger-prompts", "4",
+            "--challenger-group-size", "2", "--challenger-mini-batch", "2", "--challenger-max-new-tokens", "40",
+            "--solver-steps", "2", "--solver-prompts", "4", "--solver-group-size", "2", "--solver-mini-batch", "4",
+            "--solver-max-new-tokens", "40", *extra]
+
+
+def same_run(a, b):
+    """Two output folders hold the same results: data sets, metrics (but wall times) and final weights."""
+    from safetensors.torch import load_file
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    for it in (1, 2):
+        for name in ("dataset.jsonl", "challenger_metrics.jsonl", "solver_metrics.jsonl"):
+            assert strip(rzero._read_jsonl(a / f"iter{it}" / name)) == strip(rzero._read_jsonl(b / f"iter{it}" / name))
+        wa, wb = load_file(a / f"iter{it}" / "solver" / "model.safetensors"), load_file(
+            b / f"iter{it}" / "solver" / "model.safetensors")
+        assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    ea, eb = json.load(open(a / "iter2" / "eval.json")), json.load(open(b / "iter2" / "eval.json"))
+    assert {k: v for k, v in ea.items() if k != "seconds"} == {k: v for k, v in eb.items() if k != "seconds"}
+
+
+def test_loop_runs_end_to_end_and_resumes_after_a_kill(micro_world, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(toy, "build_base", lambda *a, **k: str(micro_world / "base"))
+    rzero.main(loop_args(tmp_path / "a", micro_world))
+    summary = json.load(open(tmp_path / "a" / "summary.json"))
+    assert [r["iteration"] for r in summary] == ["base", 1, 2] and "greedy" in summary[2]
+    assert summary[1]["dataset"] > 0 and 0 <= summary[1]["label_accuracy"] <= 1
+    assert os.path.exists(tmp_path / "a" / "iter1" / "challenger" / "model.safetensors")
+
+    calls = {"n": 0}
+    step = grpo.grpo_step
+
+    def killed(*args, **kw):  # the process dies in the middle of iteration 2's Challenger training
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt
+        return step(*args, **kw)
+
+    monkeypatch.setattr(grpo, "grpo_step", killed)
+    with pytest.raises(SystemExit) as stop:
+        rzero.main(loop_args(tmp_path / "b", micro_world))
+    assert stop.value.code == 130 and not os.path.exists(tmp_path / "b" / "iter2" / "challenger")
+    monkeypatch.setattr(grpo, "grpo_step", step)
+    capsys.readouterr()
+    rzero.main(loop_args(tmp_path / "b", micro_world))
+    assert "[iter 1: solver] done earlier" in capsys.readouterr().out
+    same_run(tmp_path / "a", tmp_path / "b")
+
+
+def test_loop_switches_oracle_labels_and_base_challenger(micro_world, tmp_path, monkeypatch):
+    monkeypatch.setattr(toy, "build_base", lambda *a, **k: str(micro_world / "base"))
+    rzero.main(loop_args(tmp_path / "o", micro_world, "--oracle-labels", "--base-challenger", "--iterations", "1"))
+    assert not os.path.exists(tmp_path / "o" / "iter1" / "challenger")  # the base Challenger is never trained
+    rows = rzero._read_jsonl(tmp_path / "o" / "iter1" / "dataset.jsonl")
+    assert rows and all("answer" in r for r in rows)
+    metrics = rzero._read_jsonl(tmp_path / "o" / "iter1" / "solver_metrics.jsonl")
+    assert all(m["reward"] == pytest.approx(m["true_reward"]) for m in metrics)  # trained on the exact answers
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "./no/such/model"], "is not a model folder"),
+    (["--challenger-prompts", "10", "--challenger-mini-batch", "4"], "must be a multiple"),
+    (["--dtype", "int8"], "--dtype must be"),
+])
+def test_bad_input_is_one_clear_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as stop:
+        rzero.main(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_eval_file_errors_name_their_lines(tmp_path):
+    f = tmp_path / "eval.jsonl"
+    f.write_text('{"question": "1+1", "answer": "2"}\nnot json\n\n{"question": "x"}\n')
+    with pytest.raises(rzero.RZeroError, match=r"line\(s\) 2, 4 "):
+        rzero.read_eval_file(str(f))
+    with pytest.raises(rzero.RZeroError, match="does not exist"):
+        rzero.read_eval_file(str(tmp_path / "missing.jsonl"))
+    (tmp_path / "empty.jsonl").write_text("\n")
+    with pytest.raises(rzero.RZeroError, match="no questions"):
+        rzero.read_eval_file(str(tmp_path / "empty.jsonl"))
+
+
+def test_render_uses_the_chat_template_or_the_official_fallback():
+    class Plain:
+        chat_template = None
+    assert rzero.render(Plain(), "S", "U") == "system: S\nuser: U"
+    assert rzero.render(toy.make_tokenizer(), "S", "U") == "S\nU\n"

@@ -1,0 +1,373 @@
+"""The embedded tiny world: integer arithmetic, a character tokenizer and a ~1M-parameter Qwen3 base model.
+
+These machines cannot download weights, so `bash run.sh` runs R-Zero here. Every question has an exact answer
+(`answer`), which R-Zero never sees: it only measures it (`evaluate`, `calibration`).
+
+The base model is pretrained by `pretrain` on a synthetic corpus shaped like what a real base model has seen:
+- problem-setter documents: the Challenger's prompt, then `<question>EXPR</question>`;
+- solutions: the Solver's prompt with a question, then either a worked solution (one operation reduced per
+  line, leftmost first, then `\\boxed{v}`) or a bare `\\boxed{v}`. Both habits are correct, in equal parts.
+Why two habits (../shared/TINY-WORLD-FINDINGS.md): a model that only ever works its answers makes correlated
+errors, so its majority vote confirms them; a small model cannot compute a bare answer to a long question, so
+its bare guesses scatter while its worked chains agree. The vote is then right where R-Zero uses it, and GRPO
+toward the vote can teach the model to work its answers, a habit it already has.
+
+    python toy.py build           # pretrain (or reuse) the base model in cache/toy-base
+    python toy.py eval [MODEL]    # held-out greedy / mean@10 / maj@10 per level, calibration, parse rate
+"""
+import argparse
+import math
+import os
+import random
+import re
+import time
+
+import torch
+
+import rzero
+import sampler
+import vote
+
+LEVELS = (1, 2, 3, 4)  # number of operations in a question
+MAX_OPERAND, MAX_ABS = 9, 99  # operands 0..9, every intermediate value within +-99
+PREC = {"+": 1, "-": 1, "*": 2}
+# Short prompts: in this world every prompt token costs CPU time and teaches nothing.
+CHALLENGER = ("Write a question.", "Go.")  # (system, user)
+SOLVER_SYSTEM = "Solve."
+CHAT_TEMPLATE = "{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
+SPECIALS = ["<pad>", "<eos>", "<unk>"]
+
+# ----------------------------------------------------------------------------- expressions
+
+
+def _rand_tree(rng, ops):
+    """A random expression tree with `ops` operations: an int leaf, or (op, left, right)."""
+    if ops == 0:
+        return rng.randint(0, MAX_OPERAND)
+    left = rng.randint(0, ops - 1)
+    return (rng.choice("+-*"), _rand_tree(rng, left), _rand_tree(rng, ops - 1 - left))
+
+
+def _value(t):
+    if isinstance(t, int):
+        return t
+    a, b = _value(t[1]), _value(t[2])
+    return a + b if t[0] == "+" else a - b if t[0] == "-" else a * b
+
+
+def _fits(t):
+    """Every intermediate value (and the result) within +-MAX_ABS."""
+    return isinstance(t, int) or (_fits(t[1]) and _fits(t[2]) and abs(_value(t)) <= MAX_ABS)
+
+
+def render(t, top=True):
+    """Expression text with the fewest parentheses that still parse back to the same tree (left-associative)."""
+    if isinstance(t, int):
+        return str(t) if t >= 0 or top else f"({t})"
+    op, a, b = t
+    left, right = render(a, False), render(b, False)
+    if not isinstance(a, int) and PREC[a[0]] < PREC[op]:
+        left = f"({left})"
+    if not isinstance(b, int) and PREC[b[0]] <= PREC[op]:
+        right = f"({right})"
+    return left + op + right
+
+
+def _reduce_leftmost(t):
+    """One step of working: the leftmost operation whose operands are both numbers is replaced by its value."""
+    if isinstance(t[1], int) and isinstance(t[2], int):
+        return _value(t)
+    if not isinstance(t[1], int):
+        return (t[0], _reduce_leftmost(t[1]), t[2])
+    return (t[0], t[1], _reduce_leftmost(t[2]))
+
+
+def worked_steps(t):
+    steps = []
+    while not isinstance(t, int):
+        t = _reduce_leftmost(t)
+        steps.append(render(t))
+    return steps
+
+
+def make_question(rng, level):
+    """A question of `level` operations, written with spaces between symbols, so that the whitespace BLEU of the
+    repetition penalty compares symbols (the worked lines are written without spaces, to save tokens)."""
+    while True:
+        t = _rand_tree(rng, level)
+        if _fits(t):
+            return " ".join(render(t).replace("(", "( ").replace(")", " )").replace("+", " + ").replace(
+                "-", " - ").replace("*", " * ").split())
+
+
+def parse(text):
+    """Tree of an arithmetic question (digits, + - *, parentheses, unary minus); ValueError if it is not one.
+
+    A recursive-descent parser with a length cap, never eval: this is the exact checker of the tiny world.
+    """
+    s = "".join(str(text).split())
+    if not s or len(s) > 200:
+        raise ValueError(f"not an arithmetic question: {text!r}")
+    if re.search(r"\d\s+\d", str(text)):
+        raise ValueError(f"unexpected space between two numbers in {text!r}")
+    pos = 0
+
+    def peek():
+        return s[pos] if pos < len(s) else ""
+
+    def expr():
+        nonlocal pos
+        t = term()
+        while peek() in ("+", "-"):
+            op = s[pos]
+            pos += 1
+            t = (op, t, term())
+        return t
+
+    def term():
+        nonlocal pos
+        t = atom()
+        while peek() == "*":
+            pos += 1
+            t = ("*", t, atom())
+        return t
+
+    def atom():
+        nonlocal pos
+        if peek() == "-":
+            pos += 1
+            a = atom()
+            return -a if isinstance(a, int) else ("-", 0, a)
+        if peek() == "(":
+            pos += 1
+            t = expr()
+            if peek() != ")":
+                raise ValueError(f"unbalanced parentheses in {text!r}")
+            pos += 1
+            return t
+        start = pos
+        while peek().isdigit():
+            pos += 1
+        if start == pos or pos - start > 6:
+            raise ValueError(f"expected a number at position {start} of {text!r}")
+        return int(s[start:pos])
+
+    tree = expr()
+    if pos != len(s):
+        raise ValueError(f"unexpected {s[pos]!r} at position {pos} of {text!r}")
+    return tree
+
+
+def answer(question):
+    """The exact value of a question, as a string (what vote.equivalent compares)."""
+    return str(_value(parse(question)))
+
+
+def _ops(t):
+    return 0 if isinstance(t, int) else 1 + _ops(t[1]) + _ops(t[2])
+
+
+def safe_answer(question):
+    """The exact answer, or None for text that is not a question of this world (measurement only)."""
+    try:
+        return answer(question)
+    except ValueError:
+        return None
+
+
+def safe_level(question):
+    """Number of operations of a question (its difficulty level), or None."""
+    try:
+        return _ops(parse(question))
+    except ValueError:
+        return None
+
+
+def shape(question):
+    """The question's structure with every number blanked: '3 + 4 * 2' -> '# + # * #'."""
+    return " ".join("#" if w.isdigit() else w for w in str(question).split())
+
+
+def test_set(n_per_level=100, seed=1234):
+    """The fixed held-out labelled set: (question, answer, level), never used for training."""
+    rng = random.Random(seed)
+    return [(q, answer(q), lv) for lv in LEVELS for q in (make_question(rng, lv) for _ in range(n_per_level))]
+
+# ----------------------------------------------------------------------------- tokenizer, model, corpus
+
+
+def make_tokenizer():
+    from tokenizers import Tokenizer, decoders, models
+    from transformers import PreTrainedTokenizerFast
+    chars = [chr(c) for c in range(32, 127)] + ["\n"]
+    vocab = {tok: i for i, tok in enumerate(SPECIALS + chars)}
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))  # no merges: one token per character
+    core.decoder = decoders.Fuse()
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
+    tok.chat_template = CHAT_TEMPLATE
+    return tok
+
+
+def prompt(tokenizer, system, user):
+    return tokenizer.apply_chat_template([{"role": "system", "content": system}, {"role": "user", "content": user}],
+                                         add_generation_prompt=True, tokenize=False)
+
+
+def make_model(tokenizer, hidden=128, layers=4, heads=4, kv_heads=2, seed=0):
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+    torch.manual_seed(seed)
+    cfg = Qwen3Config(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=4 * hidden,
+                      num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
+                      head_dim=hidden // heads, max_position_embeddings=512, tie_word_embeddings=True,
+                      pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=None)
+    return Qwen3ForCausalLM(cfg)
+
+
+def solution(question, worked):
+    """The text after the Solver's prompt: worked (one reduction per line) or bare."""
+    lines = [f"={s}" for s in worked_steps(parse(question))[:-1]] if worked else []
+    return "".join(f"{line}\n" for line in lines) + f"\\boxed{{{answer(question)}}}"
+
+
+def corpus_document(rng, tokenizer, setter_share=0.1, worked_share=0.5):
+    """One pretraining document as (prompt, completion); the loss is on the completion and its EOS only."""
+    q = make_question(rng, rng.choice(LEVELS))
+    if rng.random() < setter_share:
+        return prompt(tokenizer, *CHALLENGER), f"<question>{q}</question>"
+    return prompt(tokenizer, SOLVER_SYSTEM, q), solution(q, rng.random() < worked_share)
+
+
+def packed_batch(rng, tokenizer, rows, length):
+    """Documents packed end to end into (rows, length) with no padding, each document attending only to itself
+    and counting its positions from 0 (as at inference). Returns ids, per-document positions, the additive
+    block-diagonal causal mask (rows, 1, length, length) and labels (-100 outside completions)."""
+    ids = torch.full((rows, length), tokenizer.pad_token_id)
+    labels = torch.full((rows, length), -100)
+    positions = torch.zeros(rows, length, dtype=torch.long)
+    doc = torch.full((rows, length), -1)
+    for r in range(rows):
+        at, k = 0, 0
+        while True:
+            p, c = corpus_document(rng, tokenizer)
+            n = len(tokenizer.encode(p))
+            seq = tokenizer.encode(p + c) + [tokenizer.eos_token_id]
+            if at + len(seq) > length:
+                break
+            ids[r, at:at + len(seq)] = torch.tensor(seq)
+            labels[r, at + n:at + len(seq)] = torch.tensor(seq[n:])
+            positions[r, at:at + len(seq)] = torch.arange(len(seq))
+            doc[r, at:at + len(seq)] = k
+            at, k = at + len(seq), k + 1
+    causal = torch.ones(length, length, dtype=torch.bool).tril()
+    visible = (doc[:, :, None] == doc[:, None, :]) & causal & (doc[:, :, None] >= 0)
+    mask = torch.zeros(rows, 1, length, length).masked_fill_(~visible[:, None], torch.finfo(torch.float32).min)
+    return ids, positions, mask, labels
+
+
+def pretrain(out_dir, steps=600, rows=32, length=256, lr=3e-3, warmup=30, seed=0, model_kw=None, progress=True):
+    """Pretrain the base model from scratch on the synthetic corpus; save model + tokenizer to out_dir.
+    Returns the training loss of every step."""
+    from tqdm.auto import tqdm
+    tokenizer = make_tokenizer()
+    model = make_model(tokenizer, seed=seed, **(model_kw or {}))
+    rng = random.Random(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
+    model.train()
+    bar, losses = tqdm(range(steps), desc="pretraining the tiny base model", disable=not progress), []
+    for step in bar:
+        scale = min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / steps))  # warm-up, cosine
+        for g in opt.param_groups:
+            g["lr"] = lr * scale
+        ids, positions, mask, labels = packed_batch(rng, tokenizer, rows, length)
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # fp32 weights, bf16 matmuls: 20% faster on this CPU
+            loss = model(input_ids=ids, position_ids=positions, attention_mask=mask, labels=labels).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    rzero.save_model(model.eval(), tokenizer, out_dir)
+    return losses
+
+
+def build_base(out_dir="cache/toy-base", **kw):
+    """The tiny base model's folder: pretrained once (a few minutes on 2 cores), then reused."""
+    if not os.path.exists(os.path.join(out_dir, "model.safetensors")):
+        os.makedirs(os.path.dirname(out_dir) or ".", exist_ok=True)
+        t0 = time.time()
+        pretrain(out_dir, **kw)
+        rzero.write_json(os.path.join(out_dir, "pretrain.json"), {"seconds": round(time.time() - t0, 1), **kw})
+    return out_dir
+
+
+# ----------------------------------------------------------------------------- measurement
+
+
+PROMPTS = rzero.Prompts(*CHALLENGER, SOLVER_SYSTEM)
+
+
+def calibration(model, tokenizer, n_questions=600, levels=(2, 3, 4), m=10, temperature=1.0, seed=7):
+    """Accuracy of the majority answer against the truth, by p_hat, on fresh questions: does the vote deserve
+    trust where R-Zero uses it (0.25 <= p_hat <= 0.75)? Returns {p_hat: (count, accuracy)} and the in-band rate."""
+    rng = random.Random(seed)
+    questions = [make_question(rng, levels[i % len(levels)]) for i in range(n_questions)]
+    answers = rzero.solve(model, tokenizer, PROMPTS, questions, m, temperature, 160,
+                          generator=torch.Generator().manual_seed(seed), desc="calibration")
+    bins, band = {}, [0, 0]
+    for q, ans in zip(questions, answers):
+        v = vote.majority_vote(ans)
+        right = vote.equivalent(v.label, answer(q))
+        b = bins.setdefault(round(v.p_hat, 2), [0, 0])
+        b[0] += 1
+        b[1] += right
+        if abs(v.p_hat - 0.5) <= 0.25 + 1e-9:
+            band[0] += 1
+            band[1] += right
+    table = {p: (c, r / c) for p, (c, r) in sorted(bins.items())}
+    return table, (band[1] / band[0] if band[0] else float("nan")), band[0]
+
+
+def challenger_parse_rate(model, tokenizer, n=200, temperature=1.0, seed=3):
+    """Share of sampled Challenger outputs that hold a <question> the checker accepts, and the questions."""
+    ids = tokenizer.encode(prompt(tokenizer, *CHALLENGER))
+    out = sampler.sample(model, [ids], n=n, max_new_tokens=80, temperature=temperature,
+                         stop_ids=[tokenizer.eos_token_id], generator=torch.Generator().manual_seed(seed),
+                         desc="challenger")[0]
+    questions = [vote.extract_question(tokenizer.decode(s.tokens, skip_special_tokens=True)) for s in out]
+    return sum(safe_answer(q) is not None for q in questions) / n
+
+
+def print_report(model, tokenizer, vote_temperature=1.0):
+    table = rzero.evaluate(model, tokenizer, PROMPTS, test_set(), 10, vote_temperature, 160)
+    print("held-out test set (accuracy %):")
+    print("level    greedy  mean@10  maj@10    n")
+    for lv, r in table.items():
+        print(f"{lv:6s} {r['greedy']:7.1f} {r['mean@10']:8.1f} {r['maj@10']:7.1f} {r['n']:4d}")
+    cal, in_band, n_band = calibration(model, tokenizer, temperature=vote_temperature)
+    print(f"calibration, levels 2-4, m=10 at T={vote_temperature}: p_hat -> (questions, majority accuracy)")
+    print("  " + "  ".join(f"{p:.1f}: ({c}, {a:.2f})" for p, (c, a) in cal.items()))
+    print(f"  in band 0.25 <= p_hat <= 0.75: {n_band} questions, majority right {100 * in_band:.1f}%")
+    print(f"Challenger parse rate (T=1.0): {100 * challenger_parse_rate(model, tokenizer):.1f}%")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["build", "eval"])
+    parser.add_argument("model", nargs="?", default="cache/toy-base", help="model folder (eval)")
+    parser.add_argument("--steps", type=int, default=600, help="pretraining steps (build)")
+    parser.add_argument("--vote-temperature", type=float, default=1.0)
+    args = parser.parse_args()
+    if args.command == "build":
+        t0 = time.time()
+        build_base(args.model, steps=args.steps)
+        print(f"base model in {args.model} ({time.time() - t0:.0f} s)")
+    elif not os.path.isdir(args.model):
+        raise SystemExit(f"toy.py: no model folder at {args.model} (build it with: python toy.py build)")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    model = AutoModelForCausalLM.from_pretrained(args.model).eval()
+    print_report(model, AutoTokenizer.from_pretrained(args.model), args.vote_temperature)
+
+
+if __name__ == "__main__":
+    main()
