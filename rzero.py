@@ -492,17 +492,18 @@ def make_rollouts(prompts, responses, advantages, pad_id, device):
     return grpo.Rollouts(ids.to(device), attn.to(device), resp.to(device), advantages.float().to(device))
 
 
-def diversity(world, questions, sample=512):
-    """Distinct whitespace 2-grams per question, mean pairwise BLEU (on up to `sample` questions) and, in the tiny
-    world, distinct expression shapes: a Challenger that collapses onto one kind of question shows here."""
+def diversity(world, tokenizer, questions, sample=512):
+    """Distinct token 2-grams per question, mean pairwise BLEU (whitespace words, on up to `sample` questions) and,
+    in the tiny world, distinct expression shapes: a Challenger that collapses onto one kind of question shows
+    here (follow-up work, arXiv 2604.03472, found that collapse is what stalls the loop)."""
     qs = [q for q in questions if q]
     if not qs:
         return {"distinct_2grams_per_q": 0.0, "mean_pairwise_bleu": 0.0}
-    bigrams = {tuple(w[i:i + 2]) for w in (q.split() for q in qs) for i in range(len(w) - 1)}
+    bigrams = {tuple(ids[i:i + 2]) for ids in (encode(tokenizer, q) for q in qs) for i in range(len(ids) - 1)}
     sub = qs[:sample]
-    bleu = bleu_matrix(sub)
     pairs = len(sub) * (len(sub) - 1)
-    out = {"distinct_2grams_per_q": len(bigrams) / len(qs), "mean_pairwise_bleu": bleu.sum() / pairs if pairs else 0.0}
+    out = {"distinct_2grams_per_q": len(bigrams) / len(qs),
+           "mean_pairwise_bleu": float(bleu_matrix(sub).sum() / pairs) if pairs else 0.0}
     if world.shape:
         out["distinct_shapes"] = len({world.shape(q) for q in qs})
     return out
@@ -581,7 +582,7 @@ def build_dataset(cfg, ch, sv, world, it, challenger_dir, solver_dir, path):
     valid = [(q, v) for q, v in zip(questions, votes) if q is not None]
     stats = {"candidates": len(questions), "valid": len(valid), "kept": len(rows), "dropped": dict(dropped),
              "in_band": float(np.mean([abs(v.p_hat - 0.5) <= cfg.delta + 1e-9 for _, v in valid])) if valid else 0.0,
-             **diversity(world, [q for q, _ in valid])}
+             **diversity(world, tok, [q for q, _ in valid])}
     if world.oracle and rows:
         stats["label_accuracy"] = float(np.mean([r["label_correct"] for r in rows]))
     if world.level and valid:
@@ -748,6 +749,12 @@ def markdown_table(rows, k):
                  fmt(r.get("distinct_2grams_per_q")), fmt(r.get("mean_pairwise_bleu")), fmt(r.get("distinct_shapes")),
                  " / ".join(fmt(s.get(x)) for x in ("challenger", "dataset", "solver", "eval")) if s else "–"]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
+    levels = sorted({lv for r in rows for lv in r.get("levels_greedy", {})})
+    if levels:
+        lines += ["", "Greedy accuracy (%) per level:", "", "| iter | " + " | ".join(levels) + " |",
+                  "|" + "---|" * (len(levels) + 1)]
+        lines += ["| " + " | ".join([str(r["iteration"])] + [fmt(r["levels_greedy"].get(lv)) for lv in levels]) + " |"
+                  for r in rows if "levels_greedy" in r]
     return "\n".join(lines) + "\n"
 
 # ----------------------------------------------------------------------------- command line

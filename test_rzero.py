@@ -695,3 +695,13 @@ def test_render_uses_the_chat_template_or_the_official_fallback():
         chat_template = None
     assert rzero.render(Plain(), "S", "U") == "system: S\nuser: U"
     assert rzero.render(toy.make_tokenizer(), "S", "U") == "S\nU\n"
+
+
+def test_diversity_measures_collapse():
+    world = rzero.World("", rzero.PAPER_PROMPTS, [], shape=toy.shape)
+    tok = toy.make_tokenizer()
+    varied = rzero.diversity(world, tok, ["1 + 2 * 3 - 4", "3 * ( 4 - 5 )", "6 - 7", None])
+    collapsed = rzero.diversity(world, tok, ["1 + 2 * 3 - 4"] * 3)
+    assert varied["distinct_shapes"] == 3 and collapsed["distinct_shapes"] == 1
+    assert collapsed["mean_pairwise_bleu"] == pytest.approx(1.0) and varied["mean_pairwise_bleu"] < 0.2
+    assert collapsed["distinct_2grams_per_q"] < varied["distinct_2grams_per_q"]
