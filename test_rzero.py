@@ -525,7 +525,7 @@ import toy  # noqa: E402
 
 def test_checker_agrees_with_python_arithmetic():
     rng = random.Random(0)
-    for i in range(3000):
+    for _ in range(3000):
         t = toy._rand_tree(rng, rng.randint(0, 6))
         for text in (toy.render(t), " ".join(toy.render(t))):
             assert re.fullmatch(r"[0-9+\-*() ]+", text)
