@@ -357,6 +357,7 @@ class LoopConfig:
     device: str = _f("cuda" if torch.cuda.is_available() else "cpu", "torch device")
     dtype: str = _f("bfloat16" if torch.cuda.is_available() else "float32", "float32 or bfloat16")
     max_rows: int = _f(512, "most sequences sampled at once (bounds the KV cache)")
+    grad_checkpointing: bool = _f(False, "recompute layer activations in backward (the model's own switch)")
     seed: int = _f(0, "seed of every stage's randomness")
 
 
@@ -377,14 +378,24 @@ class RZeroError(Exception):
     """Bad input: reported as one line, with no traceback."""
 
 
-def load_model(path, cfg):
+def load_model(path, cfg, device=None):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, cfg.dtype))
     except (OSError, ValueError) as e:
         raise RZeroError(f"cannot load a model from {path!r}: {str(e).strip().splitlines()[0]}") from None
-    return model.to(cfg.device).eval(), tokenizer
+    return model.to(device or cfg.device).eval(), tokenizer
+
+
+def on_device(cfg, active, *idle):
+    """Only the model about to run stays on the accelerator; the others wait in CPU memory (a no-op on CPU).
+    Optimizer states stay where they are, so a trained model comes back to the same device."""
+    if cfg.device != "cpu":
+        for m in idle:
+            if m is not None:
+                m.to("cpu")
+        active.to(cfg.device)
 
 
 def save_model(model, tokenizer, path):
@@ -527,10 +538,11 @@ def question_stats(world, rewards, delta):
 def train_challenger(cfg, ch, sv, world, it, init, solver_dir, out_dir):
     """Paper Sec. 3.2: GRPO on the Challenger, rewarded for questions the current Solver is unsure of."""
     model, tok = load_model(init, cfg)
-    solver, _ = load_model(solver_dir, cfg)
+    solver, _ = load_model(solver_dir, cfg, device="cpu")
     ref = load_model(init, cfg)[0] if ch.kl_coef > 0 else None
     gcfg = grpo.GRPOConfig(lr=ch.lr, kl_coef=ch.kl_coef, temperature=ch.temperature,
-                           mini_batch=ch.mini_batch * ch.group_size, micro_batch=ch.micro_batch)
+                           mini_batch=ch.mini_batch * ch.group_size, micro_batch=ch.micro_batch,
+                           grad_checkpointing=cfg.grad_checkpointing)
     opt = grpo.make_optimizer(model, gcfg)
     prompt = encode(tok, render(tok, world.prompts.challenger_system, world.prompts.challenger_user))
     gen, rows, samples = generator(cfg, it, "challenger"), [], []
@@ -540,7 +552,11 @@ def train_challenger(cfg, ch, sv, world, it, init, solver_dir, out_dir):
                               temperature=ch.temperature, top_p=ch.top_p, stop_ids=stop_ids(model, tok),
                               generator=gen, max_rows=cfg.max_rows, desc="questions")[0]
         texts = [tok.decode(o.tokens, skip_special_tokens=True) for o in outs]
+        on_device(cfg, solver, model, ref)
         answers = vote_answers(solver, tok, world, cfg, sv, [vote.extract_question(t) for t in texts], gen)
+        on_device(cfg, model, solver)
+        if ref is not None:
+            ref.to(cfg.device)
         rewards = challenger_rewards(texts, answers, ch.tau, ch.lam, ch.official_reward)
         adv = grpo.group_advantages(torch.tensor([r.reward for r in rewards]).view(ch.prompts, ch.group_size))
         batch = make_rollouts([prompt] * len(outs), [o.tokens for o in outs], adv.flatten(), tok.pad_token_id,
@@ -608,7 +624,8 @@ def train_solver(cfg, sv, world, it, init, data_path, out_dir):
         raise RZeroError("--oracle-labels needs exact answers, which only the tiny world has")
     ref = load_model(init, cfg)[0] if sv.kl_coef > 0 else None
     gcfg = grpo.GRPOConfig(lr=sv.lr, kl_coef=sv.kl_coef, temperature=sv.temperature, loss_agg=sv.loss_agg,
-                           mini_batch=sv.mini_batch * sv.group_size, micro_batch=sv.micro_batch)
+                           mini_batch=sv.mini_batch * sv.group_size, micro_batch=sv.micro_batch,
+                           grad_checkpointing=cfg.grad_checkpointing)
     opt = grpo.make_optimizer(model, gcfg)
     rng, gen, order, rows = random.Random(stage_seed(cfg, it, "solver")), generator(cfg, it, "solver"), [], []
     for step in tqdm(range(sv.steps), desc=f"iter {it}: Solver GRPO", unit="step"):
