@@ -41,8 +41,6 @@ class KVCache:
     slots attention reads: eager decoding reads only the filled ones, a captured graph needs static shapes.
     """
 
-    is_compileable = True
-
     def __init__(self, num_layers, batch, length):
         self.k, self.v = [None] * num_layers, [None] * num_layers
         self.batch, self.length = batch, length

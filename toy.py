@@ -214,11 +214,6 @@ def make_tokenizer():
     return tok
 
 
-def prompt(tokenizer, system, user):
-    return tokenizer.apply_chat_template([{"role": "system", "content": system}, {"role": "user", "content": user}],
-                                         add_generation_prompt=True, tokenize=False)
-
-
 def make_model(tokenizer, hidden=128, layers=4, heads=4, kv_heads=2, seed=0):
     from transformers import Qwen3Config, Qwen3ForCausalLM
     torch.manual_seed(seed)
@@ -239,8 +234,8 @@ def corpus_document(rng, tokenizer, setter_share=0.1, worked_share=0.5):
     """One pretraining document as (prompt, completion); the loss is on the completion and its EOS only."""
     q = make_question(rng, rng.choice(LEVELS))
     if rng.random() < setter_share:
-        return prompt(tokenizer, *CHALLENGER), f"<question>{q}</question>"
-    return prompt(tokenizer, SOLVER_SYSTEM, q), solution(q, rng.random() < worked_share)
+        return rzero.render(tokenizer, *CHALLENGER), f"<question>{q}</question>"
+    return rzero.render(tokenizer, SOLVER_SYSTEM, q), solution(q, rng.random() < worked_share)
 
 
 def packed_batch(rng, tokenizer, rows, length):
@@ -336,7 +331,7 @@ def calibration(model, tokenizer, n_questions=600, levels=(2, 3, 4), m=10, tempe
 
 def challenger_parse_rate(model, tokenizer, n=200, temperature=1.0, seed=3):
     """Share of sampled Challenger outputs that hold a <question> the checker accepts, and the questions."""
-    ids = tokenizer.encode(prompt(tokenizer, *CHALLENGER))
+    ids = tokenizer.encode(rzero.render(tokenizer, *CHALLENGER))
     out = sampler.sample(model, [ids], n=n, max_new_tokens=80, temperature=temperature,
                          stop_ids=[tokenizer.eos_token_id], generator=torch.Generator().manual_seed(seed),
                          desc="challenger")[0]
