@@ -199,6 +199,11 @@ class SolverExample:
     p_hat: float
 
 
+def in_band(p_hat, delta=0.25):
+    """|p_hat - 1/2| <= delta (paper Sec. 3.3), with a tolerance because p_hat = k/m is a float."""
+    return abs(p_hat - 0.5) <= delta + 1e-9
+
+
 def filter_for_solver(questions, votes, delta=0.25, drop_no_answer=True, drop_box=True, drop_text=True):
     """Keep (question, pseudo-label, p_hat) where |p_hat - 1/2| <= delta (paper Sec. 3.3, delta = 0.25).
 
@@ -216,7 +221,7 @@ def filter_for_solver(questions, votes, delta=0.25, drop_no_answer=True, drop_bo
             dropped["box_in_question"] += 1
         elif drop_text and "text" in v.label:
             dropped["text_in_answer"] += 1
-        elif abs(v.p_hat - 0.5) > delta + 1e-9:  # tolerance: p_hat = k/m is a float
+        elif not in_band(v.p_hat, delta):
             dropped["outside_band"] += 1
         else:
             kept.append(SolverExample(q, v.label, v.p_hat))
@@ -528,7 +533,7 @@ def question_stats(world, rewards, delta):
            "r_rep": float(np.mean([r.r_rep for r in rewards]))}
     if valid:
         out["p_hat"] = float(np.mean([r.p_hat for r in valid]))
-        out["in_band"] = float(np.mean([abs(r.p_hat - 0.5) <= delta + 1e-9 for r in valid]))
+        out["in_band"] = float(np.mean([in_band(r.p_hat, delta) for r in valid]))
         if world.level:
             levels = [world.level(r.question) for r in valid]
             out["difficulty"] = float(np.mean([lv for lv in levels if lv is not None] or [0]))
@@ -599,7 +604,7 @@ def build_dataset(cfg, ch, sv, world, it, challenger_dir, solver_dir, path):
         rows.append(row)
     valid = [(q, v) for q, v in zip(questions, votes) if q is not None]
     stats = {"candidates": len(questions), "valid": len(valid), "kept": len(rows), "dropped": dict(dropped),
-             "in_band": float(np.mean([abs(v.p_hat - 0.5) <= cfg.delta + 1e-9 for _, v in valid])) if valid else 0.0,
+             "in_band": float(np.mean([in_band(v.p_hat, cfg.delta) for _, v in valid])) if valid else 0.0,
              **diversity(world, tok, [q for q, _ in valid])}
     if world.oracle and rows:
         stats["label_accuracy"] = float(np.mean([r["label_correct"] for r in rows]))

@@ -322,7 +322,7 @@ def calibration(model, tokenizer, n_questions=600, levels=(2, 3, 4), m=10, tempe
         b = bins.setdefault(round(v.p_hat, 2), [0, 0])
         b[0] += 1
         b[1] += right
-        if abs(v.p_hat - 0.5) <= 0.25 + 1e-9:
+        if rzero.in_band(v.p_hat):
             band[0] += 1
             band[1] += right
     table = {p: (c, r / c) for p, (c, r) in sorted(bins.items())}
