@@ -559,7 +559,7 @@ def test_tokenizer_round_trips_the_corpus_and_reloads(tmp_path):
     tok = toy.make_tokenizer()
     rng = random.Random(0)
     for _ in range(200):
-        p, c = toy.corpus_document(rng, tok)
+        p, c = toy.corpus_document(rng, tok, 0.5)
         assert tok.decode(tok.encode(p + c)) == p + c
     model = toy.make_model(tok, hidden=32, layers=1, heads=2, kv_heads=1)
     rzero.save_model(model, tok, str(tmp_path / "m"))
@@ -571,9 +571,18 @@ def test_tokenizer_round_trips_the_corpus_and_reloads(tmp_path):
     assert rzero.render(tok2, "S", "U") == "S\nU\n"  # the tiny world's chat template
 
 
+def test_worked_share_sets_the_solution_habit():
+    tok, rng = toy.make_tokenizer(), random.Random(0)
+    for share, worked in ((1.0, True), (0.0, False)):
+        docs = [toy.corpus_document(rng, tok, share) for _ in range(300)]
+        solved = [(p.split("\n")[1], c) for p, c in docs if not c.startswith("<question>")]
+        assert 200 < len(solved) < 300  # about 10% are problem-setter documents
+        assert all(("=" in c) == (worked and toy.safe_level(q) > 1) for q, c in solved)
+
+
 def test_packed_batches_keep_documents_apart():
     tok = toy.make_tokenizer()
-    ids, positions, mask, labels = toy.packed_batch(random.Random(0), tok, 2, 128)
+    ids, positions, mask, labels = toy.packed_batch(random.Random(0), tok, 2, 128, 0.5)
     for r in range(2):
         starts = (positions[r] == 0).nonzero()[:, 0].tolist()
         assert len(starts) > 1

@@ -6,15 +6,17 @@ These machines cannot download weights, so `bash run.sh` runs R-Zero here. Every
 The base model is pretrained by `pretrain` on a synthetic corpus shaped like what a real base model has seen:
 - problem-setter documents: the Challenger's prompt, then `<question>EXPR</question>`;
 - solutions: the Solver's prompt with a question, then either a worked solution (one operation reduced per
-  line, leftmost first, then `\\boxed{v}`) or a bare `\\boxed{v}`. Both habits are correct, in equal parts.
+  line, leftmost first, then `\\boxed{v}`) or a bare `\\boxed{v}`. Both habits are correct; the bare one
+  comes late in pretraining (`pretrain`).
 Why two habits (../shared/TINY-WORLD-FINDINGS.md): a model that only ever works its answers makes correlated
 errors, so its majority vote confirms them; a small model cannot compute a bare answer to a long question, so
 its bare guesses scatter while its worked chains agree. The vote is then right where R-Zero uses it, and GRPO
 toward the vote can teach the model to work its answers, a habit it already has.
 
 The recipe (what we measured is in the README): questions of 1-4 operations over operands 0-9, written without
-spaces; 10% problem-setter documents; documents packed 16 rows x 256 tokens per step, each attending only to
-itself; AdamW at 3e-3 with warm-up and cosine decay, 1100 steps (under 5 minutes on 2 cores). Consequence of
+spaces; 10% problem-setter documents; solutions all worked for the first 70% of the steps, half bare after;
+documents packed 16 rows x 256 tokens per step, each attending only to itself; AdamW at 3e-3 with warm-up and
+cosine decay, 1100 steps (under 5 minutes on 2 cores). Consequence of
 writing questions without spaces: each question is one whitespace word, and nltk's BLEU of two identical
 one-word sentences is 0.18 (method1 smoothing), so the paper's repetition penalty never clusters two questions
 here and r_rep is 1/B for every question. Spaced questions made the vote much less reliable (README).
@@ -23,6 +25,7 @@ here and r_rep is 1/B for every question. Spaced questions made the vote much le
     python toy.py eval [MODEL]    # held-out greedy / mean@10 / maj@10 per level, calibration, parse rate
 """
 import argparse
+import json
 import math
 import os
 import random
@@ -43,6 +46,7 @@ CHALLENGER = ("Write a question.", "Go.")  # (system, user)
 SOLVER_SYSTEM = "Solve."
 CHAT_TEMPLATE = "{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
 SPECIALS = ["<pad>", "<eos>", "<unk>"]
+RECIPE = 2  # bumped whenever the corpus or pretraining changes, so that a cached base model is rebuilt
 
 # ----------------------------------------------------------------------------- expressions
 
@@ -230,7 +234,7 @@ def solution(question, worked):
     return "".join(f"{line}\n" for line in lines) + f"\\boxed{{{answer(question)}}}"
 
 
-def corpus_document(rng, tokenizer, setter_share=0.1, worked_share=0.5):
+def corpus_document(rng, tokenizer, worked_share, setter_share=0.1):
     """One pretraining document as (prompt, completion); the loss is on the completion and its EOS only."""
     q = make_question(rng, rng.choice(LEVELS))
     if rng.random() < setter_share:
@@ -238,7 +242,7 @@ def corpus_document(rng, tokenizer, setter_share=0.1, worked_share=0.5):
     return rzero.render(tokenizer, SOLVER_SYSTEM, q), solution(q, rng.random() < worked_share)
 
 
-def packed_batch(rng, tokenizer, rows, length):
+def packed_batch(rng, tokenizer, rows, length, worked_share):
     """Documents packed end to end into (rows, length) with no padding, each document attending only to itself
     and counting its positions from 0 (as at inference). Returns ids, per-document positions, the additive
     block-diagonal causal mask (rows, 1, length, length) and labels (-100 outside completions)."""
@@ -249,7 +253,7 @@ def packed_batch(rng, tokenizer, rows, length):
     for r in range(rows):
         at, k = 0, 0
         while True:
-            p, c = corpus_document(rng, tokenizer)
+            p, c = corpus_document(rng, tokenizer, worked_share)
             n = len(tokenizer.encode(p))
             seq = tokenizer.encode(p + c) + [tokenizer.eos_token_id]
             if at + len(seq) > length:
@@ -265,9 +269,14 @@ def packed_batch(rng, tokenizer, rows, length):
     return ids, positions, mask, labels
 
 
-def pretrain(out_dir, steps=1100, rows=16, length=256, lr=3e-3, warmup=30, seed=0, model_kw=None, progress=True):
+def pretrain(out_dir, steps=1100, rows=16, length=256, lr=3e-3, warmup=30, bare_from=0.7, seed=1, model_kw=None,
+             progress=True):
     """Pretrain the base model from scratch on the synthetic corpus; save model + tokenizer to out_dir.
-    Returns the training loss of every step."""
+    Solutions are all worked until `bare_from` of the steps, then half of them are bare: the chains are learned
+    first, on their own, and the bare habit is added on top (as world E in ../shared/TINY-WORLD-FINDINGS.md, but
+    in one run). Mixing from the start left the chains weak: in-band majority right 52% instead of 86% (README).
+    Seed 1, because pretraining seeds 0 / 1 / 2 gave bases whose in-band majority is right 71 / 89 / 85% of the
+    time (README); all three are reported. Returns the training loss of every step."""
     from tqdm.auto import tqdm
     tokenizer = make_tokenizer()
     model = make_model(tokenizer, seed=seed, **(model_kw or {}))
@@ -279,7 +288,8 @@ def pretrain(out_dir, steps=1100, rows=16, length=256, lr=3e-3, warmup=30, seed=
         scale = min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / steps))  # warm-up, cosine
         for g in opt.param_groups:
             g["lr"] = lr * scale
-        ids, positions, mask, labels = packed_batch(rng, tokenizer, rows, length)
+        worked_share = 1.0 if step < bare_from * steps else 0.5
+        ids, positions, mask, labels = packed_batch(rng, tokenizer, rows, length, worked_share)
         with torch.autocast("cpu", dtype=torch.bfloat16):  # fp32 weights, bf16 matmuls: 20% faster on this CPU
             loss = model(input_ids=ids, position_ids=positions, attention_mask=mask, labels=labels).loss
         opt.zero_grad(set_to_none=True)
@@ -293,12 +303,18 @@ def pretrain(out_dir, steps=1100, rows=16, length=256, lr=3e-3, warmup=30, seed=
 
 
 def build_base(out_dir="cache/toy-base", **kw):
-    """The tiny base model's folder: pretrained once (a few minutes on 2 cores), then reused."""
-    if not os.path.exists(os.path.join(out_dir, "model.safetensors")):
-        os.makedirs(os.path.dirname(out_dir) or ".", exist_ok=True)
-        t0 = time.time()
-        pretrain(out_dir, **kw)
-        rzero.write_json(os.path.join(out_dir, "pretrain.json"), {"seconds": round(time.time() - t0, 1), **kw})
+    """The tiny base model's folder: pretrained once (a few minutes on 2 cores), then reused while its recipe
+    (RECIPE and the keyword arguments) is the one asked for."""
+    meta = os.path.join(out_dir, "pretrain.json")
+    recipe = {"recipe": RECIPE, **kw}
+    if os.path.exists(meta) and os.path.exists(os.path.join(out_dir, "model.safetensors")):
+        with open(meta) as f:
+            if {k: v for k, v in json.load(f).items() if k != "seconds"} == recipe:
+                return out_dir
+    os.makedirs(os.path.dirname(out_dir) or ".", exist_ok=True)
+    t0 = time.time()
+    pretrain(out_dir, **kw)
+    rzero.write_json(meta, {**recipe, "seconds": round(time.time() - t0, 1)})
     return out_dir
 
 
@@ -356,12 +372,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["build", "eval"])
     parser.add_argument("model", nargs="?", default="cache/toy-base", help="model folder (eval)")
-    parser.add_argument("--steps", type=int, default=1100, help="pretraining steps (build)")
+    parser.add_argument("--steps", type=int, help="pretraining steps (build; default 1100)")
     parser.add_argument("--vote-temperature", type=float, default=1.0)
     args = parser.parse_args()
     if args.command == "build":
         t0 = time.time()
-        build_base(args.model, steps=args.steps)
+        build_base(args.model, **({"steps": args.steps} if args.steps else {}))
         print(f"base model in {args.model} ({time.time() - t0:.0f} s)")
     elif not os.path.isdir(args.model):
         raise SystemExit(f"toy.py: no model folder at {args.model} (build it with: python toy.py build)")
