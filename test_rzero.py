@@ -593,6 +593,27 @@ def test_packed_batches_keep_documents_apart():
         assert (labels[r, a:b] != -100).any() and labels[r, a] == -100  # loss on the completion only
 
 
+def test_the_cached_base_model_is_rebuilt_when_its_recipe_changes(tmp_path, monkeypatch):
+    built = []
+
+    def fake_pretrain(out_dir, **kw):  # stands in for minutes of pretraining: only the cache logic is tested here
+        built.append(kw)
+        os.makedirs(out_dir, exist_ok=True)
+        open(os.path.join(out_dir, "model.safetensors"), "w").close()
+    monkeypatch.setattr(toy, "pretrain", fake_pretrain)
+    out = str(tmp_path / "base")
+    toy.build_base(out)
+    toy.build_base(out)
+    assert len(built) == 1  # reused
+    toy.build_base(out, steps=10)
+    assert built[-1] == {"steps": 10} and len(built) == 2  # other arguments: rebuilt
+    monkeypatch.setattr(toy, "RECIPE", toy.RECIPE + 1)
+    toy.build_base(out, steps=10)
+    assert len(built) == 3  # other recipe: rebuilt
+    toy.build_base(out, steps=10)
+    assert len(built) == 3
+
+
 def test_a_few_seconds_of_pretraining_lower_the_loss(tmp_path):
     losses = toy.pretrain(str(tmp_path / "base"), steps=24, rows=4, length=128, lr=3e-3, warmup=4,
                           model_kw=dict(hidden=32, layers=1, heads=2, kv_heads=1), progress=False)

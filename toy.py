@@ -16,10 +16,10 @@ toward the vote can teach the model to work its answers, a habit it already has.
 The recipe (what we measured is in the README): questions of 1-4 operations over operands 0-9, written without
 spaces; 10% problem-setter documents; solutions all worked for the first 70% of the steps, half bare after;
 documents packed 16 rows x 256 tokens per step, each attending only to itself; AdamW at 3e-3 with warm-up and
-cosine decay, 1100 steps (under 5 minutes on 2 cores). Consequence of
-writing questions without spaces: each question is one whitespace word, and nltk's BLEU of two identical
-one-word sentences is 0.18 (method1 smoothing), so the paper's repetition penalty never clusters two questions
-here and r_rep is 1/B for every question. Spaced questions made the vote much less reliable (README).
+cosine decay, 1100 steps (under 5 minutes on 2 cores). Consequence of writing questions without spaces: each
+question is one whitespace word, and nltk's BLEU of two identical one-word sentences is 0.18 (method1
+smoothing), so the paper's repetition penalty never clusters two questions here and r_rep is 1/B for every
+question. Spaced questions made the vote much less reliable (README).
 
     python toy.py build           # pretrain (or reuse) the base model in cache/toy-base
     python toy.py eval [MODEL]    # held-out greedy / mean@10 / maj@10 per level, calibration, parse rate
@@ -274,7 +274,8 @@ def pretrain(out_dir, steps=1100, rows=16, length=256, lr=3e-3, warmup=30, bare_
     """Pretrain the base model from scratch on the synthetic corpus; save model + tokenizer to out_dir.
     Solutions are all worked until `bare_from` of the steps, then half of them are bare: the chains are learned
     first, on their own, and the bare habit is added on top (as world E in ../shared/TINY-WORLD-FINDINGS.md, but
-    in one run). Mixing from the start left the chains weak: in-band majority right 52% instead of 86% (README).
+    in one run). Mixing from the start left the chains weak: in-band majority right 52% instead of 71-89%
+    (README).
     Seed 1, because pretraining seeds 0 / 1 / 2 gave bases whose in-band majority is right 71 / 89 / 85% of the
     time (README); all three are reported. Returns the training loss of every step."""
     from tqdm.auto import tqdm
