@@ -358,6 +358,8 @@ class LoopConfig:
     eval_file: str = _f("", "JSONL of {question, answer} to measure on (tiny world: its own test set)")
     eval_k: int = _f(10, "samples per question for mean@k and maj@k")
     oracle_labels: bool = _f(False, "measurement only: train the Solver on exact answers, not the vote")
+    oracle_questions: bool = _f(False, "measurement only: the Solver trains on N fresh questions from the tiny "
+                                       "world's own generator with exact answers (no Challenger, no vote)")
     base_challenger: bool = _f(False, "the paper's baseline: no Challenger training, questions from the base")
     device: str = _f("cuda" if torch.cuda.is_available() else "cpu", "torch device")
     dtype: str = _f("bfloat16" if torch.cuda.is_available() else "float32", "float32 or bfloat16")
@@ -475,6 +477,7 @@ class World:
     oracle: object = None  # question -> exact answer string or None (tiny world only; measurement and --oracle-labels)
     level: object = None  # question -> difficulty level or None (tiny world only)
     shape: object = None  # question -> its structure with the numbers blanked (tiny world only)
+    question: object = None  # random.Random -> a fresh question from the world's own generator (tiny world only)
 
 
 def make_world(cfg):
@@ -485,7 +488,7 @@ def make_world(cfg):
     base = toy.build_base(os.path.join("cache", "toy-base"))
     test = read_eval_file(cfg.eval_file) if cfg.eval_file else toy.test_set()
     return World(base, Prompts(*toy.CHALLENGER, toy.SOLVER_SYSTEM), test, toy.safe_answer, toy.safe_level,
-                 toy.shape)
+                 toy.shape, lambda rng: toy.make_question(rng, rng.choice(toy.LEVELS)))
 
 # ----------------------------------------------------------------------------- the stages of one iteration
 
@@ -617,6 +620,24 @@ def build_dataset(cfg, ch, sv, world, it, challenger_dir, solver_dir, path):
     return f"{len(valid)}/{len(questions)} valid, {stats['in_band']:.0%} in band, kept {len(rows)}{acc}"
 
 
+def world_dataset(cfg, world, it, path):
+    """--oracle-questions, a control for measurement: N fresh questions of the test's distribution (none of the
+    test's own), labelled exactly. What the Solver recipe reaches on such data is the reference for what a
+    Challenger and a vote give it."""
+    t0 = time.time()
+    rng, held_out, rows = random.Random(stage_seed(cfg, it, "dataset")), {q for q, _, _ in world.test}, []
+    while len(rows) < cfg.candidates:
+        q = world.question(rng)
+        if q not in held_out:
+            rows.append({"question": q, "label": world.oracle(q), "answer": world.oracle(q), "label_correct": True})
+    stats = {"candidates": len(rows), "kept": len(rows), "label_accuracy": 1.0,
+             "difficulty": float(np.mean([world.level(r["question"]) for r in rows])),
+             "seconds": round(time.time() - t0, 1)}
+    write_jsonl(path, rows)
+    write_json(path.replace(".jsonl", "_stats.json"), stats)
+    return f"{len(rows)} questions from the world's generator, exact labels"
+
+
 def train_solver(cfg, sv, world, it, init, data_path, out_dir):
     """Paper Sec. 3.3: GRPO on the Solver, reward 1 when its \\boxed{} answer matches the pseudo-label."""
     with open(data_path) as f:
@@ -625,8 +646,6 @@ def train_solver(cfg, sv, world, it, init, data_path, out_dir):
     if not data:  # documented rule: an empty band leaves the Solver as it was for this iteration
         save_model(model, tok, out_dir)
         return "the band filter kept no question: the Solver is carried over unchanged"
-    if cfg.oracle_labels and not world.oracle:
-        raise RZeroError("--oracle-labels needs exact answers, which only the tiny world has")
     ref = load_model(init, cfg)[0] if sv.kl_coef > 0 else None
     gcfg = grpo.GRPOConfig(lr=sv.lr, kl_coef=sv.kl_coef, temperature=sv.temperature, loss_agg=sv.loss_agg,
                            mini_batch=sv.mini_batch * sv.group_size, micro_batch=sv.micro_batch,
@@ -705,13 +724,16 @@ def run(cfg, ch, sv):
     for it in range(1, cfg.iterations + 1):
         d = os.path.join(cfg.out, f"iter{it}")
         os.makedirs(d, exist_ok=True)
-        if not cfg.base_challenger:
+        if not (cfg.base_challenger or cfg.oracle_questions):
             stage(os.path.join(d, "challenger"), f"iter {it}: challenger", train_challenger, cfg, ch, sv, world,
                   it, challenger, solver, os.path.join(d, "challenger"))
             challenger = os.path.join(d, "challenger")
         data = os.path.join(d, "dataset.jsonl")
-        stage(data.replace(".jsonl", "_stats.json"), f"iter {it}: dataset", build_dataset, cfg, ch, sv, world, it,
-              challenger, solver, data)
+        if cfg.oracle_questions:
+            stage(data.replace(".jsonl", "_stats.json"), f"iter {it}: dataset", world_dataset, cfg, world, it, data)
+        else:
+            stage(data.replace(".jsonl", "_stats.json"), f"iter {it}: dataset", build_dataset, cfg, ch, sv, world,
+                  it, challenger, solver, data)
         stage(os.path.join(d, "solver"), f"iter {it}: solver", train_solver, cfg, sv, world, it, solver, data,
               os.path.join(d, "solver"))
         solver = os.path.join(d, "solver")
@@ -745,9 +767,9 @@ def summarize(cfg):
             chm = _read_jsonl(os.path.join(d, "challenger_metrics.jsonl"))
             sm = _read_jsonl(os.path.join(d, "solver_metrics.jsonl"))
             row.update({"label_accuracy": ds.get("label_accuracy"), "in_band_before": chm[0].get("in_band")
-                        if chm else None, "in_band_after": ds["in_band"], "dataset": ds["kept"],
-                        "difficulty": ds.get("difficulty"), "distinct_2grams_per_q": ds["distinct_2grams_per_q"],
-                        "mean_pairwise_bleu": ds["mean_pairwise_bleu"], "distinct_shapes": ds.get("distinct_shapes"),
+                        if chm else None, "in_band_after": ds.get("in_band"), "dataset": ds["kept"],
+                        **{key: ds.get(key) for key in ("difficulty", "distinct_2grams_per_q", "mean_pairwise_bleu",
+                                                        "distinct_shapes")},
                         "seconds": {"challenger": round(sum(r["seconds"] for r in chm), 1),
                                     "dataset": ds["seconds"], "solver": round(sum(r["seconds"] for r in sm), 1),
                                     "eval": ev.get("seconds")}})
@@ -819,6 +841,8 @@ def configs_from_args(argv=None):
         raise RZeroError(f"--dtype must be float32, bfloat16 or float16, not {cfg.dtype!r}")
     if cfg.model and not os.path.isdir(cfg.model) and (os.path.exists(cfg.model) or cfg.model[0] in "./~"):
         raise RZeroError(f"--model {cfg.model!r} is not a model folder")
+    if cfg.model and (cfg.oracle_labels or cfg.oracle_questions):
+        raise RZeroError("--oracle-labels and --oracle-questions need exact answers, which only the tiny world has")
     for c in out[1:]:
         if c.prompts % c.mini_batch:
             raise RZeroError(f"prompts per step ({c.prompts}) must be a multiple of the mini-batch ({c.mini_batch})")

@@ -695,11 +695,28 @@ def test_loop_switches_oracle_labels_and_base_challenger(micro_world, tmp_path, 
     metrics = rzero._read_jsonl(tmp_path / "o" / "iter1" / "solver_metrics.jsonl")
     assert all(m["reward"] == pytest.approx(m["true_reward"]) for m in metrics)  # trained on the exact answers
 
+    rzero.main(loop_args(tmp_path / "q", micro_world, "--oracle-questions", "--iterations", "1"))
+    assert not os.path.exists(tmp_path / "q" / "iter1" / "challenger")
+    rows = rzero._read_jsonl(tmp_path / "q" / "iter1" / "dataset.jsonl")
+    assert len(rows) == 16 and all(r["label"] == toy.answer(r["question"]) for r in rows)
+    assert json.load(open(tmp_path / "q" / "summary.json"))[1]["label_accuracy"] == 1.0
+
+
+def test_oracle_questions_leave_out_the_test_set_and_are_labelled_exactly(tmp_path):
+    world = rzero.World("", rzero.PAPER_PROMPTS, [("1+1", "2", 1)], toy.safe_answer, toy.safe_level,
+                        question=lambda rng: rng.choice(["1+1", "2*3-9"]))
+    rzero.world_dataset(rzero.LoopConfig(candidates=5), world, 1, str(tmp_path / "d.jsonl"))
+    rows = rzero._read_jsonl(tmp_path / "d.jsonl")
+    assert [(r["question"], r["label"]) for r in rows] == [("2*3-9", "-3")] * 5
+    assert json.load(open(tmp_path / "d_stats.json"))["difficulty"] == 2
+
 
 @pytest.mark.parametrize("argv, message", [
     (["--model", "./no/such/model"], "is not a model folder"),
     (["--challenger-prompts", "10", "--challenger-mini-batch", "4"], "must be a multiple"),
     (["--dtype", "int8"], "--dtype must be"),
+    (["--model", "org/model", "--oracle-questions"], "only the tiny world"),
+    (["--model", "org/model", "--oracle-labels"], "only the tiny world"),
 ])
 def test_bad_input_is_one_clear_line(argv, message, capsys):
     with pytest.raises(SystemExit) as stop:
