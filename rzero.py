@@ -629,7 +629,8 @@ def world_dataset(cfg, world, it, path):
     while len(rows) < cfg.candidates:
         q = world.question(rng)
         if q not in held_out:
-            rows.append({"question": q, "label": world.oracle(q), "answer": world.oracle(q), "label_correct": True})
+            answer = world.oracle(q)
+            rows.append({"question": q, "label": answer, "answer": answer, "label_correct": True})
     stats = {"candidates": len(rows), "kept": len(rows), "label_accuracy": 1.0,
              "difficulty": float(np.mean([world.level(r["question"]) for r in rows])),
              "seconds": round(time.time() - t0, 1)}
