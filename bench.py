@@ -3,10 +3,14 @@
     .venv/bin/python bench.py sampler          # tokens/s: sampler.sample vs model.generate, on CPU (and GPU if any)
     .venv/bin/python bench.py grpo             # peak memory of chunked log-probs + backward vs naive full logits
     .venv/bin/python bench.py bleu             # BLEU distance matrix + clustering time, vs nltk/sklearn if installed
+    .venv/bin/python bench.py dist             # tokens/s of sampling and of one GRPO step, 1 and 2 processes (CPU)
+    .venv/bin/python bench.py dist --nproc 8   # the same on 1, 2, 4 and 8 GPUs where there are GPUs
 
 Each section builds randomly initialised models from a real architecture's shapes; no weights are downloaded.
 """
 import argparse
+import os
+import tempfile
 import time
 
 import torch
@@ -204,6 +208,86 @@ def bench_bleu(args):
               f"identical clusters: {_canon(theirs) == _canon(ours)}; speed-up {theirs_s / ours_s:.0f}x")
 
 
+CPU_SHAPE = dict(vocab_size=8192, hidden_size=256, intermediate_size=768, num_hidden_layers=4, num_attention_heads=4,
+                 num_key_value_heads=2, head_dim=64, bos_token_id=None, eos_token_id=None, pad_token_id=0)
+QWEN3_06B = dict(vocab_size=151936, hidden_size=1024, intermediate_size=3072, num_hidden_layers=28,
+                 num_attention_heads=16, num_key_value_heads=8, head_dim=128, tie_word_embeddings=True,
+                 bos_token_id=None, eos_token_id=None, pad_token_id=0)
+
+
+def _dist_rank(rank, world, store, cuda, queue):
+    """One process of the dist bench: the loop's own sampling (rzero.generate) and grpo_step, on a sharded model
+    (a plain one for 1 CPU process, as `bash run.sh` runs), with every rank's share of a fixed workload."""
+    import dist
+    import grpo
+    import rzero
+    if cuda:
+        torch.cuda.set_device(rank)
+    if world > 1 or cuda:
+        torch.distributed.init_process_group("nccl" if cuda else "gloo", init_method=f"file://{store}", rank=rank,
+                                             world_size=world)
+    device = torch.device("cuda" if cuda else "cpu")
+    P, n, new, R, T = (128, 8, 512, 256, 512) if cuda else (32, 4, 64, 64, 64)  # prompts, n, new, rollouts, length
+    model = _qwen3(torch.device("cpu"), torch.float32, **(QWEN3_06B if cuda else CPU_SHAPE))
+    compute = torch.bfloat16 if cuda else torch.float32
+    model = dist.shard(model, compute) if dist.active() else model.to(device)
+    cfg = grpo.GRPOConfig(lr=1e-6, kl_coef=0.0, mini_batch=R, micro_batch=8 if cuda else 16)
+    opt = grpo.make_optimizer(model, cfg)
+    g = torch.Generator().manual_seed(0)
+    vocab = model.config.vocab_size
+    prompts = [torch.randint(3, vocab, (64,), generator=g).tolist() for _ in range(P)]
+    ids = torch.randint(3, vocab, (R, 2 * T), generator=g, device="cpu").to(device)
+    resp = torch.zeros_like(ids)
+    resp[:, T:] = 1
+    batch = grpo.Rollouts(ids, torch.ones_like(ids), resp, torch.randn(R, generator=g).to(device))
+
+    def timed(fn):
+        if cuda:
+            torch.cuda.synchronize()
+        dist.barrier()
+        t0 = time.perf_counter()
+        fn()
+        if cuda:
+            torch.cuda.synchronize()
+        dist.barrier()
+        return time.perf_counter() - t0
+
+    kw = dict(max_new_tokens=new, temperature=1.0, stop_ids=[], max_rows=P * n, compile=cuda, progress=False)
+    rzero.generate(model, prompts[:world], n=2, **{**kw, "max_new_tokens": 8})  # warm-up (and compile)
+    grpo.grpo_step(model, opt, batch.rows(torch.arange(min(R, 8 * world), device=device)), cfg)
+    gen = torch.Generator(device).manual_seed(rank)
+    sample_s = timed(lambda: rzero.generate(model, prompts, n=n, generator=gen, **kw))
+    step_s = timed(lambda: grpo.grpo_step(model, opt, batch, cfg))
+    if rank == 0:
+        queue.put((P * n * new / sample_s, R * T / step_s, model.num_parameters()))
+    dist.close()
+
+
+def bench_dist(args):
+    cuda = torch.cuda.is_available()
+    worlds = [w for w in (1, 2, 4, 8) if w <= args.nproc] if cuda else [1, 2]
+    shape = "Qwen3-0.6B shapes, fp32 master weights, bf16 compute" if cuda else "a Qwen3-shaped model, fp32"
+    work = ("128 prompts x n=8, 512 new tokens; GRPO step: 256 rollouts of 512 + 512 tokens" if cuda else
+            "32 prompts x n=4, 64 new tokens; GRPO step: 64 rollouts of 64 + 64 tokens")
+    print(f"{'GPU ' + torch.cuda.get_device_name() if cuda else 'CPU, ' + str(os.cpu_count()) + ' cores'}, {shape}; "
+          f"sampling: {work}")
+    if not cuda:
+        print("GPU: none available, GPU figures not measured")
+    ctx = torch.multiprocessing.get_context("spawn")
+    for world in worlds:
+        store, queue = tempfile.mktemp(), ctx.Queue()
+        threads = str(max(1, (os.cpu_count() or 1) // world))
+        os.environ["OMP_NUM_THREADS"] = threads  # what run.sh gives each process
+        procs = [ctx.Process(target=_dist_rank, args=(r, world, store, cuda, queue)) for r in range(world)]
+        for p in procs:
+            p.start()
+        sample_tps, step_tps, params = queue.get()
+        for p in procs:
+            p.join()
+        print(f"  {world} process{'es' if world > 1 else ''} ({threads} thread{'s' if threads != '1' else ''} each): "
+              f"sampling {sample_tps:8.0f} tok/s, GRPO step {step_tps:8.0f} tok/s ({params / 1e6:.1f}M params)")
+
+
 def _canon(labels):
     first = {}
     return [first.setdefault(int(x), len(first)) for x in labels]
@@ -211,10 +295,11 @@ def _canon(labels):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["sampler", "grpo", "bleu"])
+    parser.add_argument("what", choices=["sampler", "grpo", "bleu", "dist"])
     parser.add_argument("--reps", type=int, default=1, help="timed repetitions")
+    parser.add_argument("--nproc", type=int, default=8, help="dist on GPUs: the most processes (one per GPU)")
     args = parser.parse_args()
-    {"sampler": bench_sampler, "grpo": bench_grpo, "bleu": bench_bleu}[args.what](args)
+    {"sampler": bench_sampler, "grpo": bench_grpo, "bleu": bench_bleu, "dist": bench_dist}[args.what](args)
 
 
 if __name__ == "__main__":

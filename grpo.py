@@ -81,18 +81,34 @@ def _chunk_logprobs(lm_head, hidden, targets, temperature):
     return logp.gather(-1, targets[:, None])[:, 0], entropy
 
 
+def _trunk(model, lm_head, input_ids, attention_mask, positions):
+    """The hidden states that enter the output layer, from the model's own forward (so that FSDP's hooks
+    gather and reduce every weight): a pre-hook takes them and hands the output layer an empty slice instead."""
+    taken = []
+
+    def take(module, args):
+        taken.append(args[0])
+        return (args[0][:, :0],)  # (B, 0, H): no logits are computed here
+
+    handle = lm_head.register_forward_pre_hook(take)
+    try:
+        model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=False)
+    finally:
+        handle.remove()
+    return taken[0]
+
+
 def token_logprobs(model, input_ids, attention_mask, response_mask, temperature=1.0, chunk=256):
     """log pi(x_t | x_<t) at every response position, (B, T) (0 elsewhere), and the mean entropy there.
 
     Gradients reach the model only through response positions: the others are never gathered.
     """
     positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask,
-                              position_ids=positions).last_hidden_state  # (B, T, H)
+    lm_head = model.get_output_embeddings()
+    hidden = _trunk(model, lm_head, input_ids, attention_mask, positions)  # (B, T, H)
     select = response_mask[:, 1:].bool()  # (B, T-1): position t predicts token t+1
     h = hidden[:, :-1][select]  # (N, H) for the N response tokens
     targets = input_ids[:, 1:][select]  # (N,)
-    lm_head = model.get_output_embeddings()
     parts, entropies = [], []
     for i in range(0, len(h), chunk):
         lp, ent = checkpoint(_chunk_logprobs, lm_head, h[i:i + chunk], targets[i:i + chunk], temperature,
@@ -157,45 +173,72 @@ def _logprobs_no_grad(model, batch, cfg):
     return torch.cat(out)
 
 
+def _rank_world():
+    d = torch.distributed
+    return (d.get_rank(), d.get_world_size()) if d.is_available() and d.is_initialized() else (0, 1)
+
+
+def _share(start, stop, rank, world):
+    """This rank's rows of the mini-batch [start, stop), padded to ceil((stop - start) / world) with copies of row
+    `start` of weight 0: FSDP gathers weights in every forward, so all ranks must run as many micro-batches."""
+    per_rank = -(-(stop - start) // world)
+    idx = [start + rank * per_rank + j for j in range(per_rank)]
+    return [i if i < stop else start for i in idx], [float(i < stop) for i in idx]
+
+
 def grpo_step(model, optimizer, batch, cfg, ref_model=None):
-    """One GRPO update on `batch` (Rollouts). Returns a dict of stats for logging."""
+    """One GRPO update on `batch` (Rollouts). Returns a dict of stats for logging.
+
+    Inside a torch.distributed process group (the model then FSDP-sharded), every rank passes the same batch and
+    trains its share of each mini-batch; the loss is still normalised by the whole mini-batch's counts, so one
+    step on N ranks equals one step on one rank over the same batch, up to the order of float sums.
+    """
     keep = (batch.advantages != 0).nonzero()[:, 0]
     stats = dict(rollouts=len(batch.advantages), zero_adv=len(batch.advantages) - len(keep),
                  response_len=batch.response_mask.sum(1).float().mean().item())
     if len(keep) == 0:
         return {**stats, "loss": 0.0, "kl": 0.0, "clip_frac": 0.0, "ratio": 1.0, "grad_norm": 0.0, "entropy": 0.0}
     batch = batch.rows(keep)
+    rank, world = _rank_world()
+    spans = [(a, min(a + cfg.mini_batch, len(keep))) for a in range(0, len(keep), cfg.mini_batch)]
+    shares = [_share(a, b, rank, world) for a, b in spans]
+    mine = batch.rows(torch.tensor([i for idx, _ in shares for i in idx], device=keep.device))  # this rank's rows
+    weight = torch.tensor([w for _, ws in shares for w in ws], device=keep.device)  # (B_rank,) 0 on padding
     model.train()  # dropout, if the config has any, stays on for old and new log-probs alike (Qwen/Llama have none)
     if cfg.grad_checkpointing and not model.is_gradient_checkpointing:
         model.gradient_checkpointing_enable()
-    old = batch.old_logprobs if batch.old_logprobs is not None else _logprobs_no_grad(model, batch, cfg)
-    ref = _logprobs_no_grad(ref_model, batch, cfg) if ref_model is not None and cfg.kl_coef > 0 else None
+    old = mine.old_logprobs if mine.old_logprobs is not None else _logprobs_no_grad(model, mine, cfg)
+    ref = _logprobs_no_grad(ref_model, mine, cfg) if ref_model is not None and cfg.kl_coef > 0 else None
 
-    sums = dict(loss=0.0, kl=0.0, clip=0.0, ratio=0.0, entropy=0.0, tokens=0, norms=[])
-    for start in range(0, len(keep), cfg.mini_batch):
-        mb = range(start, min(start + cfg.mini_batch, len(keep)))
-        n_tokens, n_seqs = int(batch.response_mask[mb.start:mb.stop].sum()), len(mb)
+    sums = torch.zeros(6, dtype=torch.float64)  # loss, kl, clipped, ratio, entropy x tokens, tokens
+    norms, offset = [], 0
+    for (a, b), (idx, _) in zip(spans, shares):
+        n_tokens, n_seqs = int(batch.response_mask[a:b].sum()), b - a  # the whole mini-batch's counts (Sec. 5)
         optimizer.zero_grad(set_to_none=True)
-        for i in range(mb.start, mb.stop, cfg.micro_batch):
-            j = min(i + cfg.micro_batch, mb.stop)
-            mask = batch.response_mask[i:j].bool()
+        for i in range(offset, offset + len(idx), cfg.micro_batch):
+            j = min(i + cfg.micro_batch, offset + len(idx))
+            mask = mine.response_mask[i:j].bool() & weight[i:j, None].bool()
             with _autocast(model):
-                logp, entropy = token_logprobs(model, batch.input_ids[i:j], batch.attention_mask[i:j],
-                                               batch.response_mask[i:j], cfg.temperature, cfg.logprob_chunk)
+                logp, entropy = token_logprobs(model, mine.input_ids[i:j], mine.attention_mask[i:j],
+                                               mine.response_mask[i:j], cfg.temperature, cfg.logprob_chunk)
             ref_lp = ref[i:j] if ref is not None else None
-            tok_loss, was_clipped = policy_loss(logp, old[i:j], batch.advantages[i:j], cfg, ref_lp)
-            loss = aggregate(tok_loss, mask, cfg, n_tokens, n_seqs)
-            loss.backward()
+            tok_loss, was_clipped = policy_loss(logp, old[i:j], mine.advantages[i:j], cfg, ref_lp)
+            loss = aggregate(tok_loss, mask, cfg, n_tokens, n_seqs)  # padding rows: in the graph, out of the loss
+            (loss * world).backward()  # FSDP averages gradients over the ranks; the sum is wanted
             with torch.no_grad():
-                sums["loss"] += loss.item()
-                sums["clip"] += was_clipped[mask].float().sum().item()
-                sums["ratio"] += (logp - old[i:j]).exp()[mask].sum().item()
-                sums["kl"] += k3_kl(logp, ref_lp)[mask].sum().item() if ref_lp is not None else 0.0
-                sums["entropy"] += entropy * int(mask.sum())
-                sums["tokens"] += int(mask.sum())
-        sums["norms"].append(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm).item())
+                sums += torch.tensor([loss.item(), k3_kl(logp, ref_lp)[mask].sum().item() if ref_lp is not None
+                                      else 0.0, was_clipped[mask].float().sum().item(),
+                                      (logp - old[i:j]).exp()[mask].sum().item(), entropy * int(mask.sum()),
+                                      int(mask.sum())], dtype=torch.float64)
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        norms.append((norm.full_tensor() if hasattr(norm, "full_tensor") else norm).item())  # DTensor under FSDP
         optimizer.step()
-    n_mb, tokens = len(sums["norms"]), max(sums["tokens"], 1)
-    return {**stats, "loss": sums["loss"] / n_mb, "kl": sums["kl"] / tokens, "clip_frac": sums["clip"] / tokens,
-            "ratio": sums["ratio"] / tokens, "grad_norm": sum(sums["norms"]) / n_mb,
-            "entropy": sums["entropy"] / tokens}
+        offset += len(idx)
+    optimizer.zero_grad(set_to_none=True)  # no gradients held while the next batch is sampled
+    if world > 1:
+        sums = sums.to(model.device)
+        torch.distributed.all_reduce(sums)
+    loss, kl, clipped, ratio, entropy, tokens = sums.tolist()
+    tokens = max(tokens, 1)
+    return {**stats, "loss": loss / len(spans), "kl": kl / tokens, "clip_frac": clipped / tokens,
+            "ratio": ratio / tokens, "grad_norm": sum(norms) / len(norms), "entropy": entropy / tokens}

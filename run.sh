@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # rzero's one entry point. It sets up its own environment on first use, then:
 #   bash run.sh [OPTIONS]        run R-Zero (no options: the embedded tiny world); --help lists the options
+#   bash run.sh --nproc N [OPTIONS]   the same over N processes: torchrun, one per GPU (or N CPU processes)
 #   bash run.sh test [ARGS]      run the test suite (ARGS go to pytest)
 # Setup: when the current python lacks a runtime package, a virtual environment .venv/ is made (it sees the
 # system's packages) and requirements.txt is installed into it. A torch that already imports is left alone;
@@ -32,4 +33,29 @@ if [ "${1:-}" = "test" ]; then
     "$PYTHON" -c "import pytest" 2>/dev/null || "$PYTHON" -m pip install -q pytest
     exec "$PYTHON" -m pytest -q test_rzero.py "$@"
 fi
-exec "$PYTHON" rzero.py "$@"
+NPROC=1
+ARGS=()
+while [ $# -gt 0 ]; do
+    if [ "$1" = "--nproc" ]; then
+        NPROC=${2:-}
+        shift $(( $# > 1 ? 2 : 1 ))
+    else
+        ARGS+=("$1")
+        shift
+    fi
+done
+if ! [[ "$NPROC" =~ ^[1-9][0-9]*$ ]]; then
+    echo "rzero: --nproc must be a whole number of processes, at least 1 (got '$NPROC')" >&2
+    exit 2
+fi
+if [ "$NPROC" = 1 ]; then
+    exec "$PYTHON" rzero.py "${ARGS[@]}"
+fi
+GPUS=$("$PYTHON" -c "import torch; print(torch.cuda.device_count())")
+if [ "$GPUS" -gt 0 ] && [ "$NPROC" -gt "$GPUS" ]; then
+    echo "rzero: --nproc $NPROC is more than the $GPUS GPU(s) on this machine" >&2
+    exit 2
+fi
+# CPU processes share the cores (torchrun would set 1 thread each and say so); GPUs need few threads anyway
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( $(nproc) / NPROC > 0 ? $(nproc) / NPROC : 1 ))}
+exec "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node "$NPROC" rzero.py "${ARGS[@]}"

@@ -1,7 +1,8 @@
 """R-Zero: a Challenger and a Solver co-evolve from one base LM with no data (arXiv 2508.05004).
 
     bash run.sh                               # the embedded tiny world, K = 3 iterations, on a CPU
-    bash run.sh --model Qwen/Qwen3-4B-Base    # a real model with the paper's settings (one GPU)
+    bash run.sh --model Qwen/Qwen3-4B-Base    # a real model with the paper's settings, on one GPU
+    bash run.sh --nproc 8 --model Qwen/Qwen3-8B-Base --out runs/8b   # 8 GPUs: torchrun + FSDP2 (dist.py)
 
 The map of the method, in the order of the paper:
 - Challenger reward (Sec. 3.2; RZERO-SPEC Sec. 2.4-2.6): `uncertainty_reward`, `bleu_matrix` and
@@ -12,7 +13,7 @@ The map of the method, in the order of the paper:
   votes), `build_dataset` (N candidates, m votes each, the band), `train_solver` (GRPO toward the pseudo-labels),
   `evaluate_stage` (held-out, never trained on). `run` chains them for K iterations, each role warm-starting
   from its own previous checkpoint, and resumes after the last finished stage.
-Voting is vote.py, sampling sampler.py, GRPO grpo.py, the tiny world toy.py.
+Voting is vote.py, sampling sampler.py, GRPO grpo.py, processes and sharding dist.py, the tiny world toy.py.
 
 Knowing departures: the Challenger's own \\boxed{} answer is ignored, as in the paper (the official code parses it
 wrongly, RZERO-SPEC Sec. 2.3); the Solver reward is the paper's binary match (no 0.1 format term); m = 10 for
@@ -24,6 +25,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import sys
 import time
 import zlib
@@ -34,6 +36,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+import dist
 import grpo
 import sampler
 import vote
@@ -275,24 +278,38 @@ def stop_ids(model, tokenizer):
     return sorted(ids | {tokenizer.eos_token_id} - {None})
 
 
+def generate(model, prompts, n, **kw):
+    """sampler.sample over every rank: each samples its share of the rows on a gathered copy of the weights
+    (dist.replica), and every rank gets all the results, in order. One prompt is shared out by its n samples,
+    several prompts by prompt. In one process this is sampler.sample itself."""
+    plain = dist.replica(model)
+    kw["progress"] = kw.get("progress", True) and dist.is_main()
+    if len(prompts) == 1:
+        share = len(dist.split(n))
+        return [dist.gather(sampler.sample(plain, prompts, n=share, **kw)[0] if share else [])]
+    mine = [prompts[i] for i in dist.split(len(prompts))]
+    return dist.gather(sampler.sample(plain, mine, n=n, **kw) if mine else [])
+
+
 def solve(model, tokenizer, prompts, questions, n, temperature, max_new_tokens, top_p=1.0, top_k=0,
-          generator=None, max_rows=512, desc="solving"):
+          generator=None, max_rows=512, compile=False, desc="solving"):
     """The Solver's n extracted \\boxed{} answers (None where absent) for each question."""
     ids = [encode(tokenizer, render(tokenizer, prompts.solver_system, q)) for q in questions]
-    groups = sampler.sample(model, ids, n=n, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                            top_k=top_k, stop_ids=stop_ids(model, tokenizer), generator=generator,
-                            max_rows=max_rows, desc=desc) if ids else []
+    groups = generate(model, ids, n=n, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                      top_k=top_k, stop_ids=stop_ids(model, tokenizer), generator=generator, max_rows=max_rows,
+                      compile=compile, desc=desc) if ids else []
     return [[vote.extract_boxed(tokenizer.decode(s.tokens, skip_special_tokens=True)) for s in g] for g in groups]
 
 
-def evaluate(model, tokenizer, prompts, items, k=10, temperature=1.0, max_new_tokens=4096, seed=0, max_rows=512):
+def evaluate(model, tokenizer, prompts, items, k=10, temperature=1.0, max_new_tokens=4096, seed=0, max_rows=512,
+             compile=False):
     """Accuracy (%) of greedy decoding, mean@k and maj@k on labelled items (question, answer, level), per level
     and overall. Used only to measure: R-Zero never trains on these answers."""
     questions = [q for q, _, _ in items]
     greedy = solve(model, tokenizer, prompts, questions, 1, 0.0, max_new_tokens, max_rows=max_rows,
-                   desc="eval greedy")
+                   compile=compile, desc="eval greedy")
     sampled = solve(model, tokenizer, prompts, questions, k, temperature, max_new_tokens, max_rows=max_rows,
-                    generator=torch.Generator(model.device).manual_seed(seed), desc=f"eval @{k}")
+                    generator=rank_generator(model.device, seed), compile=compile, desc=f"eval @{k}")
     rows = {}
     for (_, gold, level), g, s in zip(items, greedy, sampled):
         for key in ("all", level) if level is not None else ("all",):
@@ -361,9 +378,13 @@ class LoopConfig:
     oracle_questions: bool = _f(False, "measurement only: the Solver trains on N fresh questions from the tiny "
                                        "world's own generator with exact answers (no Challenger, no vote)")
     base_challenger: bool = _f(False, "the paper's baseline: no Challenger training, questions from the base")
-    device: str = _f("cuda" if torch.cuda.is_available() else "cpu", "torch device")
-    dtype: str = _f("bfloat16" if torch.cuda.is_available() else "float32", "float32 or bfloat16")
-    max_rows: int = _f(512, "most sequences sampled at once (bounds the KV cache)")
+    device: str = _f("cuda" if torch.cuda.is_available() else "cpu", "torch device (cuda: each rank's own GPU)")
+    dtype: str = _f("float32", "dtype of the trained weights and AdamW's states, float32 or bfloat16; GPUs compute "
+                               "in bfloat16 either way (bfloat16 here is pure-bf16 training: most updates at lr "
+                               "1e-6 fall below its resolution)")
+    max_rows: int = _f(512, "most sequences sampled at once per process (bounds the KV cache)")
+    compile: bool = _f(torch.cuda.is_available(), "capture the sampler's decode step with torch.compile (CUDA graphs "
+                                                  "on GPUs)")
     grad_checkpointing: bool = _f(False, "recompute layer activations in backward (the model's own switch)")
     seed: int = _f(0, "seed of every stage's randomness")
 
@@ -385,40 +406,54 @@ class RZeroError(Exception):
     """Bad input: reported as one line, with no traceback."""
 
 
-def load_model(path, cfg, device=None):
+def compute_dtype(cfg):
+    return torch.bfloat16 if cfg.device.startswith("cuda") else getattr(torch, cfg.dtype)
+
+
+def load_model(path, cfg, frozen=False):
+    """A role's model on this rank: FSDP2-sharded inside a process group (dist.py), else whole on cfg.device.
+    A trained model keeps cfg.dtype (the master weights); a frozen one (the KL reference, a Solver that only
+    votes or answers) needs no master copy and is held in the compute dtype."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, cfg.dtype))
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=compute_dtype(cfg) if frozen
+                                                     else getattr(torch, cfg.dtype))
     except (OSError, ValueError) as e:
         raise RZeroError(f"cannot load a model from {path!r}: {str(e).strip().splitlines()[0]}") from None
-    return model.to(device or cfg.device).eval(), tokenizer
-
-
-def on_device(cfg, active, *idle):
-    """Only the model about to run stays on the accelerator; the others wait in CPU memory (a no-op on CPU).
-    Optimizer states stay where they are, so a trained model comes back to the same device."""
-    if cfg.device != "cpu":
-        for m in idle:
-            if m is not None:
-                m.to("cpu")
-        active.to(cfg.device)
+    model = dist.shard(model, compute_dtype(cfg)) if dist.active() else model.to(cfg.device)
+    return model.eval(), tokenizer
 
 
 def save_model(model, tokenizer, path):
-    """A safetensors model folder that AutoModelForCausalLM.from_pretrained loads, written under a temporary name
-    and renamed into place, so a killed run never leaves half a checkpoint."""
+    """A safetensors model folder that AutoModelForCausalLM.from_pretrained loads, written by rank 0 under a
+    temporary name and renamed into place, so a killed run never leaves half a checkpoint. A sharded model is
+    gathered first (every rank takes part) and saved whole, in its master dtype."""
+    state = dist.full_state_dict(model) if dist.sharded(model) else None
+    if not dist.is_main():
+        return
     tmp = f"{path}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
+    try:
+        model.save_pretrained(tmp, state_dict=state)
+        tokenizer.save_pretrained(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     shutil.rmtree(path, ignore_errors=True)
     os.replace(tmp, path)
 
 
 def write_file(path, text):
-    with open(f"{path}.tmp", "w") as f:
-        f.write(text)
+    """Rank 0 writes, under a temporary name renamed into place; the other ranks write nothing."""
+    if not dist.is_main():
+        return
+    try:
+        with open(f"{path}.tmp", "w") as f:
+            f.write(text)
+    except BaseException:
+        os.remove(f"{path}.tmp")
+        raise
     os.replace(f"{path}.tmp", path)
 
 
@@ -463,8 +498,15 @@ def stage_seed(cfg, *names):
     return zlib.crc32(repr((cfg.seed,) + names).encode())
 
 
+def rank_generator(device, seed):
+    """A generator of its own for each rank (the same seed would give every rank the same samples); rank 0 keeps
+    `seed`, so one process draws exactly what it always did."""
+    r = dist.rank()
+    return torch.Generator(device).manual_seed(seed if r == 0 else zlib.crc32(repr((seed, r)).encode()))
+
+
 def generator(cfg, *names):
-    return torch.Generator(cfg.device).manual_seed(stage_seed(cfg, *names))
+    return rank_generator(cfg.device, stage_seed(cfg, *names))
 
 # ----------------------------------------------------------------------------- the world: base model, prompts, test
 
@@ -485,6 +527,9 @@ def make_world(cfg):
         test = read_eval_file(cfg.eval_file) if cfg.eval_file else []
         return World(cfg.model, PAPER_PROMPTS, test)
     import toy
+    if dist.is_main():  # rank 0 pretrains the base if it is not cached yet; the others then find it
+        toy.build_base(os.path.join("cache", "toy-base"))
+    dist.barrier()
     base = toy.build_base(os.path.join("cache", "toy-base"))
     test = read_eval_file(cfg.eval_file) if cfg.eval_file else toy.test_set()
     return World(base, Prompts(*toy.CHALLENGER, toy.SOLVER_SYSTEM), test, toy.safe_answer, toy.safe_level,
@@ -497,7 +542,8 @@ def vote_answers(solver, tokenizer, world, cfg, sv, questions, gen, desc="voting
     """The Solver's m answers to every question (None where there is no question)."""
     valid = [q for q in questions if q is not None]
     answers = iter(solve(solver, tokenizer, world.prompts, valid, cfg.m, cfg.vote_temperature, sv.max_new_tokens,
-                         top_k=cfg.vote_top_k, generator=gen, max_rows=cfg.max_rows, desc=desc))
+                         top_k=cfg.vote_top_k, generator=gen, max_rows=cfg.max_rows, compile=cfg.compile,
+                         desc=desc))
     return [next(answers) if q is not None else None for q in questions]
 
 
@@ -546,25 +592,21 @@ def question_stats(world, rewards, delta):
 def train_challenger(cfg, ch, sv, world, it, init, solver_dir, out_dir):
     """Paper Sec. 3.2: GRPO on the Challenger, rewarded for questions the current Solver is unsure of."""
     model, tok = load_model(init, cfg)
-    solver, _ = load_model(solver_dir, cfg, device="cpu")
-    ref = load_model(init, cfg)[0] if ch.kl_coef > 0 else None
+    solver, _ = load_model(solver_dir, cfg, frozen=True)
+    ref = load_model(init, cfg, frozen=True)[0] if ch.kl_coef > 0 else None
     gcfg = grpo.GRPOConfig(lr=ch.lr, kl_coef=ch.kl_coef, temperature=ch.temperature,
                            mini_batch=ch.mini_batch * ch.group_size, micro_batch=ch.micro_batch,
                            grad_checkpointing=cfg.grad_checkpointing)
     opt = grpo.make_optimizer(model, gcfg)
     prompt = encode(tok, render(tok, world.prompts.challenger_system, world.prompts.challenger_user))
     gen, rows, samples = generator(cfg, it, "challenger"), [], []
-    for step in tqdm(range(ch.steps), desc=f"iter {it}: Challenger GRPO", unit="step"):
+    for step in tqdm(range(ch.steps), desc=f"iter {it}: Challenger GRPO", unit="step", disable=not dist.is_main()):
         t0 = time.time()
-        outs = sampler.sample(model, [prompt], n=ch.prompts * ch.group_size, max_new_tokens=ch.max_new_tokens,
-                              temperature=ch.temperature, top_p=ch.top_p, stop_ids=stop_ids(model, tok),
-                              generator=gen, max_rows=cfg.max_rows, desc="questions")[0]
+        outs = generate(model, [prompt], n=ch.prompts * ch.group_size, max_new_tokens=ch.max_new_tokens,
+                        temperature=ch.temperature, top_p=ch.top_p, stop_ids=stop_ids(model, tok), generator=gen,
+                        max_rows=cfg.max_rows, compile=cfg.compile, desc="questions")[0]
         texts = [tok.decode(o.tokens, skip_special_tokens=True) for o in outs]
-        on_device(cfg, solver, model, ref)
         answers = vote_answers(solver, tok, world, cfg, sv, [vote.extract_question(t) for t in texts], gen)
-        on_device(cfg, model, solver)
-        if ref is not None:
-            ref.to(cfg.device)
         rewards = challenger_rewards(texts, answers, ch.tau, ch.lam, ch.official_reward)
         adv = grpo.group_advantages(torch.tensor([r.reward for r in rewards]).view(ch.prompts, ch.group_size))
         batch = make_rollouts([prompt] * len(outs), [o.tokens for o in outs], adv.flatten(), tok.pad_token_id,
@@ -586,15 +628,16 @@ def train_challenger(cfg, ch, sv, world, it, init, solver_dir, out_dir):
 def build_dataset(cfg, ch, sv, world, it, challenger_dir, solver_dir, path):
     """Paper Sec. 3.3: N candidate questions, m Solver answers each, keep the band, label by the majority."""
     t0 = time.time()
-    model, tok = load_model(challenger_dir, cfg)
+    model, tok = load_model(challenger_dir, cfg, frozen=True)
     prompt = encode(tok, render(tok, world.prompts.challenger_system, world.prompts.challenger_user))
     gen = generator(cfg, it, "dataset")
-    outs = sampler.sample(model, [prompt], n=cfg.candidates, max_new_tokens=ch.max_new_tokens,
-                          temperature=cfg.gen_temperature, top_p=cfg.gen_top_p, stop_ids=stop_ids(model, tok),
-                          generator=gen, max_rows=cfg.max_rows, desc=f"iter {it}: candidate questions")[0]
+    outs = generate(model, [prompt], n=cfg.candidates, max_new_tokens=ch.max_new_tokens,
+                    temperature=cfg.gen_temperature, top_p=cfg.gen_top_p, stop_ids=stop_ids(model, tok),
+                    generator=gen, max_rows=cfg.max_rows, compile=cfg.compile,
+                    desc=f"iter {it}: candidate questions")[0]
     questions = [vote.extract_question(tok.decode(o.tokens, skip_special_tokens=True)) for o in outs]
     del model
-    solver, tok = load_model(solver_dir, cfg)
+    solver, tok = load_model(solver_dir, cfg, frozen=True)
     answers = vote_answers(solver, tok, world, cfg, sv, questions, gen, desc=f"iter {it}: labelling")
     votes = [vote.majority_vote(a) if a is not None else vote.Vote(None, 0.0, [], []) for a in answers]
     kept, dropped = filter_for_solver(questions, votes, cfg.delta)
@@ -647,13 +690,13 @@ def train_solver(cfg, sv, world, it, init, data_path, out_dir):
     if not data:  # documented rule: an empty band leaves the Solver as it was for this iteration
         save_model(model, tok, out_dir)
         return "the band filter kept no question: the Solver is carried over unchanged"
-    ref = load_model(init, cfg)[0] if sv.kl_coef > 0 else None
+    ref = load_model(init, cfg, frozen=True)[0] if sv.kl_coef > 0 else None
     gcfg = grpo.GRPOConfig(lr=sv.lr, kl_coef=sv.kl_coef, temperature=sv.temperature, loss_agg=sv.loss_agg,
                            mini_batch=sv.mini_batch * sv.group_size, micro_batch=sv.micro_batch,
                            grad_checkpointing=cfg.grad_checkpointing)
     opt = grpo.make_optimizer(model, gcfg)
     rng, gen, order, rows = random.Random(stage_seed(cfg, it, "solver")), generator(cfg, it, "solver"), [], []
-    for step in tqdm(range(sv.steps), desc=f"iter {it}: Solver GRPO", unit="step"):
+    for step in tqdm(range(sv.steps), desc=f"iter {it}: Solver GRPO", unit="step", disable=not dist.is_main()):
         t0 = time.time()
         batch_rows = []
         while len(batch_rows) < min(sv.prompts, len(data)):
@@ -661,9 +704,9 @@ def train_solver(cfg, sv, world, it, init, data_path, out_dir):
                 order = rng.sample(range(len(data)), len(data))  # a new epoch, reshuffled
             batch_rows.append(data[order.pop()])
         prompts = [encode(tok, render(tok, world.prompts.solver_system, r["question"])) for r in batch_rows]
-        groups = sampler.sample(model, prompts, n=sv.group_size, max_new_tokens=sv.max_new_tokens,
-                                temperature=sv.temperature, top_p=sv.top_p, stop_ids=stop_ids(model, tok),
-                                generator=gen, max_rows=cfg.max_rows, desc="rollouts")
+        groups = generate(model, prompts, n=sv.group_size, max_new_tokens=sv.max_new_tokens,
+                          temperature=sv.temperature, top_p=sv.top_p, stop_ids=stop_ids(model, tok), generator=gen,
+                          max_rows=cfg.max_rows, compile=cfg.compile, desc="rollouts")
         preds = [[vote.extract_boxed(tok.decode(s.tokens, skip_special_tokens=True)) for s in g] for g in groups]
         labels = [r["answer"] if cfg.oracle_labels else r["label"] for r in batch_rows]
         rewards = torch.tensor([[float(vote.equivalent(p, lab)) for p in ps] for ps, lab in zip(preds, labels)])
@@ -685,10 +728,10 @@ def train_solver(cfg, sv, world, it, init, data_path, out_dir):
 
 def evaluate_stage(cfg, sv, world, model_dir, path):
     t0 = time.time()
-    model, tok = load_model(model_dir, cfg)
+    model, tok = load_model(model_dir, cfg, frozen=True)
     # mean@k and maj@k sample at temperature 1.0 whatever the vote temperature, so runs stay comparable
     table = evaluate(model, tok, world.prompts, world.test, cfg.eval_k, 1.0, sv.max_new_tokens,
-                     seed=stage_seed(cfg, "eval"), max_rows=cfg.max_rows)
+                     seed=stage_seed(cfg, "eval"), max_rows=cfg.max_rows, compile=cfg.compile)
     table["seconds"] = round(time.time() - t0, 1)
     write_json(path, table)
     a = table["all"]
@@ -698,14 +741,21 @@ def evaluate_stage(cfg, sv, world, model_dir, path):
 # ----------------------------------------------------------------------------- the loop (paper Sec. 3, Alg. 1)
 
 
+def log(line):
+    if dist.is_main():
+        print(line, flush=True)
+
+
 def stage(done_path, label, fn, *args):
-    """Run a stage unless its result already exists (resume); print a one-line summary either way."""
-    if os.path.exists(done_path):
-        print(f"[{label}] done earlier, reusing {done_path}")
+    """Run a stage unless its result already exists (resume); print a one-line summary either way. Rank 0 decides
+    for all ranks, and all wait until rank 0 has written the stage's files."""
+    if dist.broadcast(os.path.exists(done_path)):
+        log(f"[{label}] done earlier, reusing {done_path}")
         return
     t0 = time.time()
     summary = fn(*args)
-    print(f"[{label}] {summary} ({time.time() - t0:.0f} s)")
+    dist.barrier()
+    log(f"[{label}] {summary} ({time.time() - t0:.0f} s)")
 
 
 def run(cfg, ch, sv):
@@ -713,7 +763,7 @@ def run(cfg, ch, sv):
     os.makedirs(cfg.out, exist_ok=True)
     resolved = {"loop": asdict(cfg), "challenger": asdict(ch), "solver": asdict(sv), "base": world.base}
     config_path = os.path.join(cfg.out, "config.json")
-    if os.path.exists(config_path) and read_json(config_path) != json.loads(json.dumps(resolved)):
+    if dist.broadcast(os.path.exists(config_path) and read_json(config_path) != json.loads(json.dumps(resolved))):
         raise RZeroError(f"{cfg.out} holds a run with other settings (see its config.json); "
                          "rerun with the same options to resume, or pick another --out")
     write_json(config_path, resolved)
@@ -741,8 +791,7 @@ def run(cfg, ch, sv):
         if world.test:
             stage(os.path.join(d, "eval.json"), f"iter {it}: eval", evaluate_stage, cfg, sv, world, solver,
                   os.path.join(d, "eval.json"))
-    rows = summarize(cfg)
-    print(rows)
+    log(summarize(cfg))
 
 
 def _read_jsonl(path):
@@ -821,7 +870,8 @@ def build_parser():
         for f in fields(cls):
             flag = "--" + prefix + f.name.replace("_", "-")
             if f.type is bool:
-                group.add_argument(flag, action="store_true", default=None, help=f.metadata["help"])
+                group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                                   help=f"{f.metadata['help']} (default {'on' if f.default else 'off'})")
             else:
                 group.add_argument(flag, type=f.type, default=None, metavar=f.type.__name__.upper(),
                                    help=f"{f.metadata['help']} (default {f.default!r})")
@@ -838,8 +888,8 @@ def configs_from_args(argv=None):
         values.update({f.name: args[prefix + f.name] for f in fields(cls) if args[prefix + f.name] is not None})
         out.append(cls(**values))
     cfg = out[0]
-    if cfg.dtype not in ("float32", "bfloat16", "float16"):
-        raise RZeroError(f"--dtype must be float32, bfloat16 or float16, not {cfg.dtype!r}")
+    if cfg.dtype not in ("float32", "bfloat16"):
+        raise RZeroError(f"--dtype must be float32 or bfloat16, not {cfg.dtype!r}")
     if cfg.model and not os.path.isdir(cfg.model) and (os.path.exists(cfg.model) or cfg.model[0] in "./~"):
         raise RZeroError(f"--model {cfg.model!r} is not a model folder")
     if cfg.model and (cfg.oracle_labels or cfg.oracle_questions):
@@ -847,20 +897,45 @@ def configs_from_args(argv=None):
     for c in out[1:]:
         if c.prompts % c.mini_batch:
             raise RZeroError(f"prompts per step ({c.prompts}) must be a multiple of the mini-batch ({c.mini_batch})")
+    lr = min(c.lr for c in out[1:])
+    if cfg.dtype == "bfloat16" and lr < 1e-4 and dist.is_main():
+        print(f"rzero: warning: --dtype bfloat16 keeps no float32 master weights; at lr {lr:g} most AdamW updates "
+              "are below bfloat16's resolution and are lost", file=sys.stderr)
     return out
 
 
 def main(argv=None):
+    """Errors and interruptions are one line from rank 0; every file written so far stays whole, so the same
+    command resumes after the last finished stage."""
+    resume = "rerun the same command to resume after the last finished stage"
     try:
-        run(*configs_from_args(argv))
+        configs = configs_from_args(argv)
+        try:
+            dist.init(configs[0].device)
+        except ValueError as e:
+            raise RZeroError(str(e)) from None
+        run(*configs)
     except RZeroError as e:
-        print(f"rzero: {e}", file=sys.stderr)
+        if dist.is_main():
+            print(f"rzero: {e}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        print("\nrzero: interrupted; rerun the same command to resume after the last finished stage",
-              file=sys.stderr)
+    except KeyboardInterrupt as e:
+        if dist.is_main():
+            print(f"\nrzero: {e.args[0] if e.args else 'interrupted'}; {resume}", file=sys.stderr)
         sys.exit(130)
+    except torch.distributed.DistError as e:  # a rank died: its peers' collectives fail
+        if dist.is_main():
+            print(f"rzero: another process of this run stopped ({type(e).__name__}); {resume}", file=sys.stderr)
+        sys.exit(1)
+    finally:
+        dist.close()
+
+
+def _stop(signum, frame):
+    raise KeyboardInterrupt("stopped by SIGTERM (torchrun sends it to every rank once one has failed; its report "
+                            "names that rank)")
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _stop)
     main()

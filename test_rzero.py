@@ -243,6 +243,20 @@ def test_sampler_compaction_leaves_every_row_unchanged(monkeypatch):
         assert torch.allclose(torch.tensor(a.logprobs), torch.tensor(b.logprobs), atol=1e-5)
 
 
+def test_sampler_compiled_decode_equals_eager():
+    """compile=True (torch.compile of the decode step; CUDA graphs on a GPU) through compaction: the same rows as
+    eager decoding. The first compile takes about half a minute on a 2-core CPU."""
+    model = tiny_model(seed=3)
+    prompts = [[i + 1, (3 * i) % 40 + 1, (7 * i) % 40 + 1][: 1 + i % 3] for i in range(12)]
+    kw = dict(n=2, max_new_tokens=16, temperature=0, stop_ids=list(range(5, 20)), check_every=2, progress=False)
+    eager, compiled = sampler.sample(model, prompts, **kw), sampler.sample(model, prompts, compile=True, **kw)
+    assert any(s.finish == "stop" for g in eager for s in g) and any(s.finish == "length" for g in eager for s in g)
+    for ge, gc in zip(eager, compiled):
+        for a, b in zip(ge, gc):
+            assert a.tokens == b.tokens and a.finish == b.finish
+            assert torch.allclose(torch.tensor(a.logprobs), torch.tensor(b.logprobs), atol=1e-5)
+
+
 def test_sampler_shared_prefill_equals_repeated_prompts():
     model = tiny_model(seed=4)
     prompt = PROMPTS[0]
@@ -717,6 +731,8 @@ def test_oracle_questions_leave_out_the_test_set_and_are_labelled_exactly(tmp_pa
     (["--dtype", "int8"], "--dtype must be"),
     (["--model", "org/model", "--oracle-questions"], "only the tiny world"),
     (["--model", "org/model", "--oracle-labels"], "only the tiny world"),
+    pytest.param(["--device", "cuda"], "has no GPU", marks=pytest.mark.skipif(torch.cuda.is_available(),
+                                                                               reason="this machine has a GPU")),
 ])
 def test_bad_input_is_one_clear_line(argv, message, capsys):
     with pytest.raises(SystemExit) as stop:
@@ -752,3 +768,109 @@ def test_diversity_measures_collapse():
     assert varied["distinct_shapes"] == 3 and collapsed["distinct_shapes"] == 1
     assert collapsed["mean_pairwise_bleu"] == pytest.approx(1.0) and varied["mean_pairwise_bleu"] < 0.2
     assert collapsed["distinct_2grams_per_q"] < varied["distinct_2grams_per_q"]
+
+# ----------------------------------------------------------------------------- dist.py: two gloo processes
+import signal  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+import dist  # noqa: E402
+
+DIST_ROWS = ((3, 4), (5, 2), (2, 6), (4, 3), (3, 1), (2, 5), (6, 2), (1, 3))
+DIST_ADV = torch.tensor([1.0, -0.5, 0.0, -1.0, 0.7, 2.0, -0.3, 0.4])  # one zero: 7 rows trained
+
+
+def dist_grpo_step(model, ref):
+    """The step both runs take: mini-batches of 4 and 3 rows, micro-batches of 1, KL and clipping on, AdamW."""
+    cfg = grpo.GRPOConfig(lr=1e-6, kl_coef=0.05, mini_batch=4, micro_batch=1, max_grad_norm=0.5, logprob_chunk=3)
+    opt = grpo.make_optimizer(model, cfg)  # before any forward: FSDP's root keeps its weights gathered after one
+    ids, attn, resp = rollout_batch(DIST_ROWS, seed=3)
+    with torch.no_grad():
+        old = naive_logprobs(model, ids, attn) - 0.3 * resp  # off-policy, so that some ratios are clipped
+    return grpo.grpo_step(model, opt, grpo.Rollouts(ids, attn, resp, DIST_ADV.clone(), old), cfg, ref)
+
+
+def _grpo_rank(rank, store, out):
+    torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    model, ref = dist.shard(tiny_model(seed=1), torch.float32), dist.shard(tiny_model(seed=2), torch.float32)
+    stats = dist_grpo_step(model, ref)
+    replica = dist.replica(model)
+    greedy = rzero.generate(model, PROMPTS, n=2, max_new_tokens=6, temperature=0.0, stop_ids=[EOS], progress=False)
+    state = dist.full_state_dict(model)
+    if rank == 0:
+        torch.save({"state": state, "stats": stats, "replica": replica.state_dict(),
+                    "greedy": [[s.tokens for s in g] for g in greedy]}, out)
+    torch.distributed.destroy_process_group()
+
+
+def test_grpo_step_on_two_ranks_equals_one_rank(tmp_path):
+    """FSDP2 over 2 gloo ranks, uneven shares padded: the same update as one process, up to float summation."""
+    model = tiny_model(seed=1)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    one = dist_grpo_step(model, tiny_model(seed=2))
+    torch.multiprocessing.spawn(_grpo_rank, args=(str(tmp_path / "store"), str(tmp_path / "two.pt")), nprocs=2)
+    two = torch.load(tmp_path / "two.pt")
+    for k, w in model.state_dict().items():
+        update = w - start[k]
+        assert update.norm() > 0 and torch.equal(two["replica"][k], two["state"][k])
+        assert (two["state"][k] - w).norm() <= 1e-6 * w.norm()
+        assert (two["state"][k] - start[k] - update).norm() <= 1e-4 * update.norm()
+    for key in ("loss", "kl", "clip_frac", "ratio", "grad_norm", "entropy"):
+        assert two["stats"][key] == pytest.approx(one[key], rel=1e-5, abs=1e-7), key
+    assert two["stats"]["clip_frac"] > 0 and two["stats"]["zero_adv"] == 1
+    greedy = sampler.sample(model.eval(), PROMPTS, n=2, max_new_tokens=6, temperature=0.0, stop_ids=[EOS],
+                            progress=False)  # the prompts were split over the ranks and gathered back in order
+    assert two["greedy"] == [[s.tokens for s in g] for g in greedy]
+
+
+def torchrun(cwd, out, world):
+    """`bash run.sh --nproc 2` in `cwd`, on the micro world's base (placed where the tiny world caches its own)."""
+    if not os.path.exists(cwd / "cache" / "toy-base"):
+        shutil.copytree(world / "base", cwd / "cache" / "toy-base")
+        (cwd / "cache" / "toy-base" / "pretrain.json").write_text(json.dumps({"recipe": toy.RECIPE}))
+    args = loop_args(out, world, "--iterations", "1")
+    return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             os.path.abspath("rzero.py"), *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def rank_pid(launcher, rank):
+    """The pid of one rank that torchrun (pid `launcher`) started: its child whose environment says RANK=rank."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            ppid = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+            env = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == launcher and f"RANK={rank}".encode() in env:
+            return int(pid)
+
+
+def test_two_processes_survive_a_dead_rank_and_resume(micro_world, tmp_path):
+    """A 2-process run whose rank 1 dies: one line from rank 0, no half-written file, and the same command then
+    finishes with exactly the files of a run that was never interrupted."""
+    whole = torchrun(tmp_path, tmp_path / "whole", micro_world)
+    _, err = whole.communicate(timeout=300)
+    assert whole.returncode == 0, err[-2000:]
+
+    run = torchrun(tmp_path, tmp_path / "b", micro_world)
+    while not (tmp_path / "b" / "iter1" / "dataset_stats.json").exists():  # rank 1 dies in the Solver stage
+        assert run.poll() is None, run.stderr.read()[-2000:]
+        time.sleep(0.05)
+    os.kill(rank_pid(run.pid, 1), signal.SIGKILL)
+    _, err = run.communicate(timeout=300)
+    ours = [line for line in err.splitlines() if line.startswith("rzero:")]
+    assert run.returncode != 0 and len(ours) == 1 and "rerun the same command" in ours[0], err[-2000:]
+    assert not list((tmp_path / "b").rglob("*.tmp")) and not (tmp_path / "b" / "iter1" / "solver").exists()
+
+    again = torchrun(tmp_path, tmp_path / "b", micro_world)
+    out, err = again.communicate(timeout=300)
+    assert again.returncode == 0 and "[iter 1: dataset] done earlier" in out, err[-2000:]
+    for name in ("dataset.jsonl", "challenger_metrics.jsonl", "solver_metrics.jsonl"):
+        strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+        assert strip(rzero._read_jsonl(tmp_path / "whole" / "iter1" / name)) == strip(
+            rzero._read_jsonl(tmp_path / "b" / "iter1" / name))
+    from safetensors.torch import load_file
+    wa, wb = (load_file(tmp_path / d / "iter1" / "solver" / "model.safetensors") for d in ("whole", "b"))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
