@@ -18,6 +18,9 @@ import os
 
 import torch
 import torch.distributed as tdist
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
+from torch.distributed.tensor import DTensor
 
 
 def active():
@@ -35,7 +38,6 @@ def world():
 
 
 def sharded(model):
-    from torch.distributed.fsdp import FSDPModule
     return isinstance(model, FSDPModule)
 
 
@@ -100,9 +102,7 @@ def shard(model, compute_dtype):
     """FSDP2 over every rank: one unit per decoder block (the classes transformers never splits) and the root.
     Parameters stay in their loaded dtype (the master copy); forwards compute in compute_dtype and gradients are
     reduced in float32. Moves the shards to this rank's device."""
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-    device = torch.device("cuda", torch.cuda.current_device()) if tdist.get_backend() == "nccl" else torch.device("cpu")
-    mesh = torch.distributed.device_mesh.init_device_mesh(device.type, (world(),))
+    mesh = init_device_mesh("cuda" if tdist.get_backend() == "nccl" else "cpu", (world(),))
     policy = MixedPrecisionPolicy(param_dtype=compute_dtype, reduce_dtype=torch.float32)
     blocks = set(getattr(model, "_no_split_modules", None) or [])
     for module in model.modules():
@@ -114,7 +114,7 @@ def shard(model, compute_dtype):
 
 
 def _full(p):
-    return p.full_tensor() if isinstance(p, torch.distributed.tensor.DTensor) else p
+    return p.full_tensor() if isinstance(p, DTensor) else p
 
 
 @torch.no_grad()
@@ -131,7 +131,6 @@ def replica(model):
         params[name].copy_(_full(p))
     for name, b in model.named_buffers():
         plain.get_buffer(name).copy_(b)
-    plain.generation_config = model.generation_config
     return plain.eval()
 
 

@@ -154,6 +154,8 @@ def aggregate(token_loss, mask, cfg, n_tokens, n_seqs):
 
 
 def make_optimizer(model, cfg):
+    if hasattr(model, "reshard"):  # FSDP2 leaves the root's weights gathered after a forward; AdamW takes the shards
+        model.reshard()
     return torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
 
 
@@ -171,6 +173,15 @@ def _logprobs_no_grad(model, batch, cfg):
                                       batch.response_mask[i:i + cfg.micro_batch], cfg.temperature,
                                       cfg.logprob_chunk)[0])
     return torch.cat(out)
+
+
+def _enable_checkpointing(model):
+    """The model's own activation checkpointing of its layers (transformers >= 5.2x renamed the switch)."""
+    if hasattr(type(model), "is_activation_checkpointing"):
+        if not model.is_activation_checkpointing:
+            model.activation_checkpointing_enable()
+    elif not model.is_gradient_checkpointing:
+        model.gradient_checkpointing_enable()
 
 
 def _rank_world():
@@ -205,8 +216,8 @@ def grpo_step(model, optimizer, batch, cfg, ref_model=None):
     mine = batch.rows(torch.tensor([i for idx, _ in shares for i in idx], device=keep.device))  # this rank's rows
     weight = torch.tensor([w for _, ws in shares for w in ws], device=keep.device)  # (B_rank,) 0 on padding
     model.train()  # dropout, if the config has any, stays on for old and new log-probs alike (Qwen/Llama have none)
-    if cfg.grad_checkpointing and not model.is_gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+    if cfg.grad_checkpointing:
+        _enable_checkpointing(model)
     old = mine.old_logprobs if mine.old_logprobs is not None else _logprobs_no_grad(model, mine, cfg)
     ref = _logprobs_no_grad(ref_model, mine, cfg) if ref_model is not None and cfg.kl_coef > 0 else None
 

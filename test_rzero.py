@@ -782,12 +782,14 @@ DIST_ADV = torch.tensor([1.0, -0.5, 0.0, -1.0, 0.7, 2.0, -0.3, 0.4])  # one zero
 
 
 def dist_grpo_step(model, ref):
-    """The step both runs take: mini-batches of 4 and 3 rows, micro-batches of 1, KL and clipping on, AdamW."""
-    cfg = grpo.GRPOConfig(lr=1e-6, kl_coef=0.05, mini_batch=4, micro_batch=1, max_grad_norm=0.5, logprob_chunk=3)
-    opt = grpo.make_optimizer(model, cfg)  # before any forward: FSDP's root keeps its weights gathered after one
+    """The step both runs take: mini-batches of 4 and 3 rows, micro-batches of 1, KL, clipping and activation
+    checkpointing on, AdamW at the paper's lr."""
+    cfg = grpo.GRPOConfig(lr=1e-6, kl_coef=0.05, mini_batch=4, micro_batch=1, max_grad_norm=0.5, logprob_chunk=3,
+                          grad_checkpointing=True)
     ids, attn, resp = rollout_batch(DIST_ROWS, seed=3)
     with torch.no_grad():
         old = naive_logprobs(model, ids, attn) - 0.3 * resp  # off-policy, so that some ratios are clipped
+    opt = grpo.make_optimizer(model, cfg)  # after a forward, which leaves FSDP's root gathered
     return grpo.grpo_step(model, opt, grpo.Rollouts(ids, attn, resp, DIST_ADV.clone(), old), cfg, ref)
 
 
