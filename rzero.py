@@ -283,7 +283,7 @@ def generate(model, prompts, n, **kw):
     (dist.replica), and every rank gets all the results, in order. One prompt is shared out by its n samples,
     several prompts by prompt. In one process this is sampler.sample itself."""
     plain = dist.replica(model)
-    kw["progress"] = kw.get("progress", True) and dist.is_main()
+    kw["progress"] = kw.get("progress", True) and dist.is_main()  # a bar on rank 0's terminal only
     if len(prompts) == 1:
         share = len(dist.split(n))
         return [dist.gather(sampler.sample(plain, prompts, n=share, **kw)[0] if share else [])]
@@ -292,12 +292,12 @@ def generate(model, prompts, n, **kw):
 
 
 def solve(model, tokenizer, prompts, questions, n, temperature, max_new_tokens, top_p=1.0, top_k=0,
-          generator=None, max_rows=512, compile=False, desc="solving"):
+          generator=None, max_rows=512, compile=False, desc="solving", progress=True):
     """The Solver's n extracted \\boxed{} answers (None where absent) for each question."""
     ids = [encode(tokenizer, render(tokenizer, prompts.solver_system, q)) for q in questions]
     groups = generate(model, ids, n=n, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                       top_k=top_k, stop_ids=stop_ids(model, tokenizer), generator=generator, max_rows=max_rows,
-                      compile=compile, desc=desc) if ids else []
+                      compile=compile, desc=desc, progress=progress) if ids else []
     return [[vote.extract_boxed(tokenizer.decode(s.tokens, skip_special_tokens=True)) for s in g] for g in groups]
 
 
@@ -415,6 +415,8 @@ def load_model(path, cfg, frozen=False):
     A trained model keeps cfg.dtype (the master weights); a frozen one (the KL reference, a Solver that only
     votes or answers) needs no master copy and is held in the compute dtype."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()  # its loading bars would bury the stage lines
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=compute_dtype(cfg) if frozen
@@ -473,7 +475,7 @@ def read_json(path):
 def read_eval_file(path):
     """[(question, answer, None)] from a JSONL of {"question", "answer"}; every bad line is reported by number."""
     if not os.path.isfile(path):
-        raise RZeroError(f"eval file {path!r} does not exist")
+        raise RZeroError(f"--eval-file {path!r} does not exist")
     items, bad = [], []
     with open(path) as f:
         for n, line in enumerate(f, 1):
@@ -485,10 +487,10 @@ def read_eval_file(path):
             except (json.JSONDecodeError, KeyError, TypeError):
                 bad.append(n)
     if bad:
-        raise RZeroError(f"eval file {path!r}: line(s) {', '.join(map(str, bad[:10]))}"
+        raise RZeroError(f"--eval-file {path!r}: line(s) {', '.join(map(str, bad[:10]))}"
                          f"{' ...' if len(bad) > 10 else ''} are not JSON objects with 'question' and 'answer'")
     if not items:
-        raise RZeroError(f"eval file {path!r} holds no questions")
+        raise RZeroError(f"--eval-file {path!r} holds no questions")
     return items
 
 
@@ -538,12 +540,12 @@ def make_world(cfg):
 # ----------------------------------------------------------------------------- the stages of one iteration
 
 
-def vote_answers(solver, tokenizer, world, cfg, sv, questions, gen, desc="voting"):
-    """The Solver's m answers to every question (None where there is no question)."""
+def vote_answers(solver, tokenizer, world, cfg, sv, questions, gen, desc=None):
+    """The Solver's m answers to every question (None where there is no question); a progress bar if desc."""
     valid = [q for q in questions if q is not None]
     answers = iter(solve(solver, tokenizer, world.prompts, valid, cfg.m, cfg.vote_temperature, sv.max_new_tokens,
                          top_k=cfg.vote_top_k, generator=gen, max_rows=cfg.max_rows, compile=cfg.compile,
-                         desc=desc))
+                         desc=desc, progress=desc is not None))
     return [next(answers) if q is not None else None for q in questions]
 
 
@@ -600,11 +602,11 @@ def train_challenger(cfg, ch, sv, world, it, init, solver_dir, out_dir):
     opt = grpo.make_optimizer(model, gcfg)
     prompt = encode(tok, render(tok, world.prompts.challenger_system, world.prompts.challenger_user))
     gen, rows, samples = generator(cfg, it, "challenger"), [], []
-    for step in tqdm(range(ch.steps), desc=f"iter {it}: Challenger GRPO", unit="step", disable=not dist.is_main()):
+    for step in tqdm(range(ch.steps), desc=f"iter {it}: Challenger GRPO", unit="step", disable=bar_off()):
         t0 = time.time()
         outs = generate(model, [prompt], n=ch.prompts * ch.group_size, max_new_tokens=ch.max_new_tokens,
                         temperature=ch.temperature, top_p=ch.top_p, stop_ids=stop_ids(model, tok), generator=gen,
-                        max_rows=cfg.max_rows, compile=cfg.compile, desc="questions")[0]
+                        max_rows=cfg.max_rows, compile=cfg.compile, progress=False)[0]
         texts = [tok.decode(o.tokens, skip_special_tokens=True) for o in outs]
         answers = vote_answers(solver, tok, world, cfg, sv, [vote.extract_question(t) for t in texts], gen)
         rewards = challenger_rewards(texts, answers, ch.tau, ch.lam, ch.official_reward)
@@ -696,7 +698,7 @@ def train_solver(cfg, sv, world, it, init, data_path, out_dir):
                            grad_checkpointing=cfg.grad_checkpointing)
     opt = grpo.make_optimizer(model, gcfg)
     rng, gen, order, rows = random.Random(stage_seed(cfg, it, "solver")), generator(cfg, it, "solver"), [], []
-    for step in tqdm(range(sv.steps), desc=f"iter {it}: Solver GRPO", unit="step", disable=not dist.is_main()):
+    for step in tqdm(range(sv.steps), desc=f"iter {it}: Solver GRPO", unit="step", disable=bar_off()):
         t0 = time.time()
         batch_rows = []
         while len(batch_rows) < min(sv.prompts, len(data)):
@@ -706,7 +708,7 @@ def train_solver(cfg, sv, world, it, init, data_path, out_dir):
         prompts = [encode(tok, render(tok, world.prompts.solver_system, r["question"])) for r in batch_rows]
         groups = generate(model, prompts, n=sv.group_size, max_new_tokens=sv.max_new_tokens,
                           temperature=sv.temperature, top_p=sv.top_p, stop_ids=stop_ids(model, tok), generator=gen,
-                          max_rows=cfg.max_rows, compile=cfg.compile, desc="rollouts")
+                          max_rows=cfg.max_rows, compile=cfg.compile, progress=False)
         preds = [[vote.extract_boxed(tok.decode(s.tokens, skip_special_tokens=True)) for s in g] for g in groups]
         labels = [r["answer"] if cfg.oracle_labels else r["label"] for r in batch_rows]
         rewards = torch.tensor([[float(vote.equivalent(p, lab)) for p in ps] for ps, lab in zip(preds, labels)])
@@ -744,6 +746,11 @@ def evaluate_stage(cfg, sv, world, model_dir, path):
 def log(line):
     if dist.is_main():
         print(line, flush=True)
+
+
+def bar_off():
+    """tqdm's disable: None shows a bar only when stderr is a terminal; other ranks never show one."""
+    return None if dist.is_main() else True
 
 
 def stage(done_path, label, fn, *args):
@@ -887,21 +894,78 @@ def configs_from_args(argv=None):
         values = {} if args["model"] else dict(TOY_PRESET[preset])
         values.update({f.name: args[prefix + f.name] for f in fields(cls) if args[prefix + f.name] is not None})
         out.append(cls(**values))
-    cfg = out[0]
-    if cfg.dtype not in ("float32", "bfloat16"):
-        raise RZeroError(f"--dtype must be float32 or bfloat16, not {cfg.dtype!r}")
-    if cfg.model and not os.path.isdir(cfg.model) and (os.path.exists(cfg.model) or cfg.model[0] in "./~"):
-        raise RZeroError(f"--model {cfg.model!r} is not a model folder")
-    if cfg.model and (cfg.oracle_labels or cfg.oracle_questions):
-        raise RZeroError("--oracle-labels and --oracle-questions need exact answers, which only the tiny world has")
-    for c in out[1:]:
-        if c.prompts % c.mini_batch:
-            raise RZeroError(f"prompts per step ({c.prompts}) must be a multiple of the mini-batch ({c.mini_batch})")
-    lr = min(c.lr for c in out[1:])
-    if cfg.dtype == "bfloat16" and lr < 1e-4 and dist.is_main():
-        print(f"rzero: warning: --dtype bfloat16 keeps no float32 master weights; at lr {lr:g} most AdamW updates "
-              "are below bfloat16's resolution and are lost", file=sys.stderr)
+    problems, warnings = check_settings(*out)
+    if problems:
+        raise RZeroError("\n".join(problems))
+    for w in warnings if dist.is_main() else []:
+        print(f"rzero: warning: {w}", file=sys.stderr)
     return out
+
+
+_COUNT = (lambda v: v >= 1, "at least 1")
+_NONNEGATIVE = (lambda v: v >= 0, "at least 0")
+_UNIT = (lambda v: 0 < v <= 1, "in (0, 1]")
+# The allowed values of every setting, by field name (a name means the same thing in every role). Booleans and
+# the seed take any value; --model, --out and --eval-file are files, checked in check_settings.
+RULES = {
+    **dict.fromkeys(("iterations", "candidates", "eval_k", "max_rows", "steps", "prompts", "mini_batch",
+                     "micro_batch", "max_new_tokens"), _COUNT),
+    "m": (lambda v: v >= 2, "at least 2"),
+    "group_size": (lambda v: v >= 2, "at least 2 (a group of one has no baseline: GRPO learns nothing)"),
+    **dict.fromkeys(("vote_temperature", "gen_temperature", "vote_top_k", "kl_coef", "lam"), _NONNEGATIVE),
+    "temperature": (lambda v: v > 0, "above 0 (GRPO divides the logits by it)"),
+    **dict.fromkeys(("top_p", "gen_top_p", "tau"), _UNIT),
+    "delta": (lambda v: 0 <= v <= 0.5, "in [0, 0.5]"),
+    "lr": (lambda v: v > 0, "above 0"),
+    "loss_agg": (lambda v: v in ("token-mean", "seq-mean-token-mean"), "token-mean or seq-mean-token-mean"),
+    "dtype": (lambda v: v in ("float32", "bfloat16"), "float32 or bfloat16"),
+    "device": (lambda v: v == "cpu" or v.split(":")[0] == "cuda", "cpu or cuda"),
+}
+
+
+def check_settings(cfg, ch, sv):
+    """Every problem with the settings (one line each) and warnings for valid settings that leave a stage
+    useless, found before anything is built, loaded or written."""
+    problems = []
+    for prefix, c in (("", cfg), ("challenger-", ch), ("solver-", sv)):
+        for f in fields(c):
+            value = getattr(c, f.name)
+            ok, allowed = RULES.get(f.name, (lambda v: True, ""))
+            if not ok(value):
+                problems.append(f"--{prefix}{f.name.replace('_', '-')} must be {allowed} (got {value!r})")
+        if c is not cfg and c.mini_batch >= 1 and c.prompts % c.mini_batch:
+            problems.append(f"--{prefix}prompts ({c.prompts}) must be a multiple of --{prefix}mini-batch "
+                            f"({c.mini_batch})")
+    if cfg.m >= 2 and 0 <= cfg.delta and not any(in_band(k / cfg.m, cfg.delta) for k in range(1, cfg.m + 1)):
+        problems.append(f"--m {cfg.m} leaves no p_hat = k/{cfg.m} inside the band |p_hat - 1/2| <= {cfg.delta}: "
+                        "raise --m or --delta")
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        problems.append(f"--device {cfg.device}: this machine has no GPU")
+    if cfg.model and not os.path.isdir(cfg.model) and (os.path.exists(cfg.model) or cfg.model[0] in "./~"):
+        problems.append(f"--model {cfg.model!r} is not a model folder")
+    elif cfg.model and os.path.isdir(cfg.model) and not os.path.isfile(os.path.join(cfg.model, "config.json")):
+        problems.append(f"--model {cfg.model!r} holds no config.json: not a transformers model folder")
+    if cfg.model and (cfg.oracle_labels or cfg.oracle_questions):
+        problems.append("--oracle-labels and --oracle-questions need exact answers, which only the tiny world has")
+    if not cfg.out or (os.path.exists(cfg.out) and not os.path.isdir(cfg.out)):
+        problems.append(f"--out {cfg.out!r} must be a folder")
+    if cfg.eval_file:
+        try:
+            read_eval_file(cfg.eval_file)
+        except RZeroError as e:
+            problems.append(str(e))
+
+    warnings = []
+    if (cfg.vote_temperature == 0 or cfg.vote_top_k == 1) and cfg.delta < 0.5 and not cfg.oracle_questions:
+        warnings.append("greedy votes (--vote-temperature 0 or --vote-top-k 1) give m equal answers, so p_hat = 1: "
+                        "the band keeps no question and every Challenger reward is 0")
+    if cfg.gen_temperature == 0 and not cfg.oracle_questions:
+        warnings.append("--gen-temperature 0: the N candidates are one question written N times")
+    lr = min(ch.lr, sv.lr)
+    if cfg.dtype == "bfloat16" and lr < 1e-4:
+        warnings.append(f"--dtype bfloat16 keeps no float32 master weights; at lr {lr:g} most AdamW updates are "
+                        "below bfloat16's resolution and are lost")
+    return problems, warnings
 
 
 def main(argv=None):
@@ -917,7 +981,7 @@ def main(argv=None):
         run(*configs)
     except RZeroError as e:
         if dist.is_main():
-            print(f"rzero: {e}", file=sys.stderr)
+            print("\n".join(f"rzero: {line}" for line in str(e).splitlines()), file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt as e:
         if dist.is_main():

@@ -191,7 +191,8 @@ def sample(model, prompts, n=1, max_new_tokens=256, temperature=1.0, top_p=1.0, 
     """n samples for each prompt (a list of token-id lists), in batches of at most max_rows rows (prompts x n).
 
     Memory is bounded by max_rows: the cache of a batch holds max_rows x (longest prompt + max_new_tokens)
-    positions. Returns, in the order of `prompts`, one list of n Sample per prompt.
+    positions. progress: a bar while stderr is a terminal. Returns, in the order of `prompts`, one list of n
+    Sample per prompt.
     """
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("sample() needs a non-empty list of non-empty prompts")
@@ -199,7 +200,7 @@ def sample(model, prompts, n=1, max_new_tokens=256, temperature=1.0, top_p=1.0, 
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))  # similar lengths share a batch
     per_batch = max(1, max_rows // n)
     results = [None] * len(prompts)
-    bar = tqdm(total=len(prompts) * n, desc=desc, unit="sample", disable=not progress, leave=False)
+    bar = tqdm(total=len(prompts) * n, desc=desc, unit="sample", disable=None if progress else True, leave=False)
     for start in range(0, len(order), per_batch):
         chunk = order[start:start + per_batch]
         groups = generate_batch(model, [prompts[i] for i in chunk], n, max_new_tokens, temperature, top_p, top_k,

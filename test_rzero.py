@@ -636,6 +636,7 @@ def test_a_few_seconds_of_pretraining_lower_the_loss(tmp_path):
 
 # ----------------------------------------------------------------------------- rzero.py: the loop
 import json  # noqa: E402
+from dataclasses import fields  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -675,6 +676,8 @@ def same_run(a, b):
 def test_loop_runs_end_to_end_and_resumes_after_a_kill(micro_world, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(toy, "build_base", lambda *a, **k: str(micro_world / "base"))
     rzero.main(loop_args(tmp_path / "a", micro_world))
+    out, err = capsys.readouterr()
+    assert "[iter 2: eval] greedy" in out and err == ""  # stderr is no terminal: no progress bars, no loading bars
     summary = json.load(open(tmp_path / "a" / "summary.json"))
     assert [r["iteration"] for r in summary] == ["base", 1, 2] and "greedy" in summary[2]
     assert summary[1]["dataset"] > 0 and 0 <= summary[1]["label_accuracy"] <= 1
@@ -725,10 +728,63 @@ def test_oracle_questions_leave_out_the_test_set_and_are_labelled_exactly(tmp_pa
     assert json.load(open(tmp_path / "d_stats.json"))["difficulty"] == 2
 
 
+ROLE_BAD = [("steps", "0"), ("prompts", "0"), ("group-size", "1"), ("mini-batch", "0"), ("micro-batch", "0"),
+            ("lr", "0"), ("kl-coef", "-1"), ("temperature", "0"), ("top-p", "0"), ("top-p", "1.5"),
+            ("max-new-tokens", "0")]
+BAD_SETTINGS = [  # (flag, a bad value): every setting that can be wrong, some on both sides of their range
+    ("--iterations", "-1"), ("--m", "0"), ("--m", "1"), ("--vote-temperature", "-1"), ("--vote-top-k", "-1"),
+    ("--candidates", "0"), ("--gen-temperature", "-0.5"), ("--gen-top-p", "0"), ("--delta", "-1"), ("--delta", "0.6"),
+    ("--eval-file", "missing.jsonl"), ("--eval-k", "0"), ("--device", "tpu"), ("--dtype", "float16"),
+    ("--max-rows", "0"), ("--out", "a-file"), ("--model", "./no/such/model"), ("--model", "."),
+    *[(f"--{role}-{name}", value) for role in ("challenger", "solver") for name, value in ROLE_BAD],
+    ("--challenger-tau", "0"), ("--challenger-tau", "1.5"), ("--challenger-lam", "-1"), ("--solver-loss-agg", "mean"),
+    ("--vote-temperature", "nan"),
+]
+
+
+def test_every_setting_is_checked_before_any_work(tmp_path, monkeypatch, capsys):
+    """Each bad value: exit status 2, one line that names the flag, no traceback, --out untouched, and no world
+    built and no model loaded (both would fail here)."""
+    flags = {"--" + prefix + f.name.replace("_", "-") for prefix, cls in (("", rzero.LoopConfig),
+             ("challenger-", rzero.ChallengerConfig), ("solver-", rzero.SolverConfig))
+             for f in fields(cls) if f.type is not bool and f.name != "seed"}
+    assert flags == {flag for flag, _ in BAD_SETTINGS}  # a new setting needs its rule and its row here
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setattr(toy, "build_base", lambda *a, **k: pytest.fail("a world was built"))
+    monkeypatch.setattr(rzero, "load_model", lambda *a, **k: pytest.fail("a model was loaded"))
+    for flag, value in BAD_SETTINGS:
+        out = "a-file" if flag == "--out" else "out"
+        with pytest.raises(SystemExit) as stop:
+            rzero.main([flag, value, "--out", out] if flag != "--out" else [flag, value])
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and err.startswith(f"rzero: {flag}") and len(err.strip().splitlines()) == 1, \
+            (flag, value, err)
+        assert "Traceback" not in err and not (tmp_path / "out").exists()
+    with pytest.raises(SystemExit):  # several problems: one line each
+        rzero.main(["--m", "0", "--solver-lr", "-1", "--out", "out"])
+    assert len(capsys.readouterr().err.strip().splitlines()) == 2
+
+
+def test_settings_that_make_a_stage_useless(capsys):
+    with pytest.raises(rzero.RZeroError, match=r"--m 3 leaves no p_hat = k/3 inside the band"):
+        rzero.configs_from_args(["--m", "3", "--delta", "0.1"])
+    rzero.configs_from_args(["--m", "3", "--delta", "0.17"])  # 2/3 is in the band
+    assert capsys.readouterr().err == ""
+    for argv, warning in ((["--vote-temperature", "0"], "the band keeps no question"),
+                          (["--vote-top-k", "1"], "the band keeps no question"),
+                          (["--gen-temperature", "0"], "one question written N times"),
+                          (["--dtype", "bfloat16"], "below bfloat16's resolution")):
+        rzero.configs_from_args(argv)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("rzero: warning:") and warning in err[0]
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--model", "./no/such/model"], "is not a model folder"),
     (["--challenger-prompts", "10", "--challenger-mini-batch", "4"], "must be a multiple"),
     (["--dtype", "int8"], "--dtype must be"),
+    (["--m", "0"], "rzero: --m must be at least 2 (got 0)"),
     (["--model", "org/model", "--oracle-questions"], "only the tiny world"),
     (["--model", "org/model", "--oracle-labels"], "only the tiny world"),
     pytest.param(["--device", "cuda"], "has no GPU", marks=pytest.mark.skipif(torch.cuda.is_available(),

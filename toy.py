@@ -284,7 +284,7 @@ def pretrain(out_dir, steps=1100, rows=16, length=256, lr=3e-3, warmup=30, bare_
     rng = random.Random(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
     model.train()
-    bar, losses = tqdm(range(steps), desc="pretraining the tiny base model", disable=not progress), []
+    bar, losses = tqdm(range(steps), desc="pretraining the tiny base model", disable=None if progress else True), []
     # fp32 weights, bf16 matmuls where the CPU does bf16 natively (20% faster there); elsewhere (AVX2 only) bf16 is
     # emulated, 13x slower than fp32, so the matmuls stay fp32 and the base is a slightly different model
     bf16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
