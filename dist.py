@@ -113,22 +113,26 @@ def shard(model, compute_dtype):
     return model
 
 
-def _full(p):
-    return p.full_tensor() if isinstance(p, DTensor) else p
-
-
 @torch.no_grad()
 def replica(model):
-    """A plain copy of a sharded model in its compute dtype, for sampling: each parameter is all-gathered once.
-    A model that is not sharded is returned as it is."""
+    """A plain copy of a sharded model in its compute dtype, for sampling. FSDP gathers one unit (a block, or the
+    root's own weights) at a time, already cast to the compute dtype, and it is copied and resharded before the
+    next, so the copy is the only whole model held. A model that is not sharded is returned as it is."""
     if not sharded(model):
         return model
     from transformers import AutoModelForCausalLM
-    with torch.device(model.device):
+    from transformers.initialization import no_init_weights
+    with torch.device(model.device), no_init_weights():  # every weight is overwritten below
         plain = AutoModelForCausalLM.from_config(model.config, dtype=model.compute_dtype)
+    plain.tie_weights()  # skipped with the initialisation; a tied output layer must share the embedding
     params = dict(plain.named_parameters())
-    for name, p in model.named_parameters():
-        params[name].copy_(_full(p))
+    for prefix, unit in model.named_modules():
+        if isinstance(unit, FSDPModule):
+            unit.unshard()
+            for name, p in unit.named_parameters(prefix=prefix):
+                if not isinstance(p, DTensor):  # the units inside this one stay sharded
+                    params[name].copy_(p)
+            unit.reshard()
     for name, b in model.named_buffers():
         plain.get_buffer(name).copy_(b)
     return plain.eval()

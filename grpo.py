@@ -99,7 +99,7 @@ def _trunk(model, lm_head, input_ids, attention_mask, positions):
 
 
 def token_logprobs(model, input_ids, attention_mask, response_mask, temperature=1.0, chunk=256):
-    """log pi(x_t | x_<t) at every response position, (B, T) (0 elsewhere), and the mean entropy there.
+    """log pi(x_t | x_<t) and the policy's entropy (detached) at every response position, both (B, T), 0 elsewhere.
 
     Gradients reach the model only through response positions: the others are never gathered.
     """
@@ -115,12 +115,12 @@ def token_logprobs(model, input_ids, attention_mask, response_mask, temperature=
                              use_reentrant=False)
         parts.append(lp)
         entropies.append(ent)
-    out = hidden.new_zeros(select.shape, dtype=torch.float32)
+    out, entropy = (hidden.new_zeros(select.shape, dtype=torch.float32) for _ in range(2))
     if parts:
         out = out.masked_scatter(select, torch.cat(parts))
-    out = torch.cat([out.new_zeros(len(out), 1), out], dim=1)  # (B, T), aligned with input_ids
-    entropy = torch.cat(entropies).mean().item() if entropies else 0.0
-    return out, entropy
+        entropy = entropy.masked_scatter(select, torch.cat(entropies))
+    pad = out.new_zeros(len(out), 1)
+    return torch.cat([pad, out], dim=1), torch.cat([pad, entropy], dim=1)  # (B, T), aligned with input_ids
 
 
 def k3_kl(logp, ref_logp):
@@ -190,11 +190,12 @@ def _rank_world():
 
 
 def _share(start, stop, rank, world):
-    """This rank's rows of the mini-batch [start, stop), padded to ceil((stop - start) / world) with copies of row
-    `start` of weight 0: FSDP gathers weights in every forward, so all ranks must run as many micro-batches."""
+    """This rank's rows of the mini-batch [start, stop) and which of them are real: the share is padded to
+    ceil((stop - start) / world) rows with copies of row `start` that the loss leaves out, because FSDP gathers
+    weights in every forward and so all ranks must run as many micro-batches."""
     per_rank = -(-(stop - start) // world)
     idx = [start + rank * per_rank + j for j in range(per_rank)]
-    return [i if i < stop else start for i in idx], [float(i < stop) for i in idx]
+    return [i if i < stop else start for i in idx], [i < stop for i in idx]
 
 
 def grpo_step(model, optimizer, batch, cfg, ref_model=None):
@@ -214,7 +215,7 @@ def grpo_step(model, optimizer, batch, cfg, ref_model=None):
     spans = [(a, min(a + cfg.mini_batch, len(keep))) for a in range(0, len(keep), cfg.mini_batch)]
     shares = [_share(a, b, rank, world) for a, b in spans]
     mine = batch.rows(torch.tensor([i for idx, _ in shares for i in idx], device=keep.device))  # this rank's rows
-    weight = torch.tensor([w for _, ws in shares for w in ws], device=keep.device)  # (B_rank,) 0 on padding
+    real = torch.tensor([r for _, rs in shares for r in rs], device=keep.device)  # (B_rank,) False on padding
     model.train()  # dropout, if the config has any, stays on for old and new log-probs alike (Qwen/Llama have none)
     if cfg.grad_checkpointing:
         _enable_checkpointing(model)
@@ -228,7 +229,7 @@ def grpo_step(model, optimizer, batch, cfg, ref_model=None):
         optimizer.zero_grad(set_to_none=True)
         for i in range(offset, offset + len(idx), cfg.micro_batch):
             j = min(i + cfg.micro_batch, offset + len(idx))
-            mask = mine.response_mask[i:j].bool() & weight[i:j, None].bool()
+            mask = mine.response_mask[i:j].bool() & real[i:j, None]
             with _autocast(model):
                 logp, entropy = token_logprobs(model, mine.input_ids[i:j], mine.attention_mask[i:j],
                                                mine.response_mask[i:j], cfg.temperature, cfg.logprob_chunk)
@@ -237,10 +238,11 @@ def grpo_step(model, optimizer, batch, cfg, ref_model=None):
             loss = aggregate(tok_loss, mask, cfg, n_tokens, n_seqs)  # padding rows: in the graph, out of the loss
             (loss * world).backward()  # FSDP averages gradients over the ranks; the sum is wanted
             with torch.no_grad():
-                sums += torch.tensor([loss.item(), k3_kl(logp, ref_lp)[mask].sum().item() if ref_lp is not None
-                                      else 0.0, was_clipped[mask].float().sum().item(),
-                                      (logp - old[i:j]).exp()[mask].sum().item(), entropy * int(mask.sum()),
-                                      int(mask.sum())], dtype=torch.float64)
+                kl = k3_kl(logp, ref_lp)[mask].sum().item() if ref_lp is not None else 0.0
+                n = int(mask.sum())
+                sums += torch.tensor([loss.item(), kl, was_clipped[mask].float().sum().item(),
+                                      (logp - old[i:j]).exp()[mask].sum().item(),
+                                      entropy[mask].mean().item() * n if n else 0.0, n], dtype=torch.float64)
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
         norms.append((norm.full_tensor() if hasattr(norm, "full_tensor") else norm).item())  # DTensor under FSDP
         optimizer.step()

@@ -131,9 +131,9 @@ import sampler  # noqa: E402
 VOCAB, EOS = 48, 7
 
 
-def tiny_model(arch="qwen3", seed=0):
+def tiny_model(arch="qwen3", seed=0, tie=False):
     torch.manual_seed(seed)
-    common = dict(vocab_size=VOCAB, bos_token_id=None, eos_token_id=EOS, pad_token_id=0)
+    common = dict(vocab_size=VOCAB, bos_token_id=None, eos_token_id=EOS, pad_token_id=0, tie_word_embeddings=tie)
     if arch == "qwen3":
         model = Qwen3ForCausalLM(Qwen3Config(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                                              num_attention_heads=4, num_key_value_heads=2, head_dim=16, **common))
@@ -851,27 +851,29 @@ def dist_grpo_step(model, ref):
 
 def _grpo_rank(rank, store, out):
     torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
-    model, ref = dist.shard(tiny_model(seed=1), torch.float32), dist.shard(tiny_model(seed=2), torch.float32)
+    model, ref = dist.shard(tiny_model(seed=1, tie=True), torch.float32), dist.shard(tiny_model(seed=2), torch.float32)
+    fresh = dist.replica(model).state_dict()  # before any forward, and with a tied output layer
     stats = dist_grpo_step(model, ref)
     replica = dist.replica(model)
     greedy = rzero.generate(model, PROMPTS, n=2, max_new_tokens=6, temperature=0.0, stop_ids=[EOS], progress=False)
     state = dist.full_state_dict(model)
     if rank == 0:
-        torch.save({"state": state, "stats": stats, "replica": replica.state_dict(),
+        torch.save({"state": state, "stats": stats, "fresh": fresh, "replica": replica.state_dict(),
                     "greedy": [[s.tokens for s in g] for g in greedy]}, out)
     torch.distributed.destroy_process_group()
 
 
 def test_grpo_step_on_two_ranks_equals_one_rank(tmp_path):
     """FSDP2 over 2 gloo ranks, uneven shares padded: the same update as one process, up to float summation."""
-    model = tiny_model(seed=1)
+    model = tiny_model(seed=1, tie=True)
     start = {k: v.clone() for k, v in model.state_dict().items()}
     one = dist_grpo_step(model, tiny_model(seed=2))
     torch.multiprocessing.spawn(_grpo_rank, args=(str(tmp_path / "store"), str(tmp_path / "two.pt")), nprocs=2)
     two = torch.load(tmp_path / "two.pt")
     for k, w in model.state_dict().items():
         update = w - start[k]
-        assert update.norm() > 0 and torch.equal(two["replica"][k], two["state"][k])
+        assert torch.equal(two["fresh"][k], start[k]) and torch.equal(two["replica"][k], two["state"][k])
+        assert update.norm() > 0
         assert (two["state"][k] - w).norm() <= 1e-6 * w.norm()
         assert (two["state"][k] - start[k] - update).norm() <= 1e-4 * update.norm()
     for key in ("loss", "kl", "clip_frac", "ratio", "grad_norm", "entropy"):
