@@ -987,15 +987,25 @@ def main(argv=None):
         if dist.is_main():
             print(f"\nrzero: {e.args[0] if e.args else 'interrupted'}; {resume}", file=sys.stderr)
         sys.exit(130)
-    except torch.distributed.DistError as e:  # a rank died: its peers' collectives fail
+    except RuntimeError as e:
+        if not _peer_failed(e):
+            raise
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # torchrun's SIGTERM follows; it must not cut this line short
         if dist.is_main():
-            print(f"rzero: another process of this run stopped ({type(e).__name__}); {resume}", file=sys.stderr)
+            detail = str(e).strip().splitlines()[0].split("] ", 1)[-1][:100]  # gloo prefixes its source file
+            print(f"rzero: another process of this run stopped ({detail}); {resume}", file=sys.stderr)
         sys.exit(1)
     finally:
         dist.close()
 
 
+def _peer_failed(e):
+    """A collective failed because another rank died: NCCL raises DistError, gloo a RuntimeError that names it."""
+    return isinstance(e, torch.distributed.DistError) or (dist.active() and "gloo" in str(e))
+
+
 def _stop(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a second SIGTERM must not interrupt the way out
     raise KeyboardInterrupt("stopped by SIGTERM (torchrun sends it to every rank once one has failed; its report "
                             "names that rank)")
 
