@@ -252,7 +252,8 @@ def _dist_rank(rank, world, store, cuda, queue):
         dist.barrier()
         return time.perf_counter() - t0
 
-    kw = dict(max_new_tokens=new, temperature=1.0, stop_ids=[], max_rows=P * n, compile=cuda, progress=False)
+    kw = dict(max_new_tokens=new, temperature=1.0, stop_ids=[], max_rows=512 if cuda else P * n,  # 512: 34 GB of KV
+              compile=cuda, progress=False)
     rzero.generate(model, prompts[:world], n=2, **{**kw, "max_new_tokens": 8})  # warm-up (and compile)
     grpo.grpo_step(model, opt, batch.rows(torch.arange(min(R, 8 * world), device=device)), cfg)
     gen = torch.Generator(device).manual_seed(rank)
@@ -284,7 +285,8 @@ def bench_dist(args):
         sample_tps, step_tps, params = queue.get()
         for p in procs:
             p.join()
-        print(f"  {world} process{'es' if world > 1 else ''} ({threads} thread{'s' if threads != '1' else ''} each): "
+        print(f"  {world} process{'es' if world > 1 else ''} ({threads} thread{'s' if threads != '1' else ''}"
+              f"{' each' if world > 1 else ''}): "
               f"sampling {sample_tps:8.0f} tok/s, GRPO step {step_tps:8.0f} tok/s ({params / 1e6:.1f}M params)")
 
 

@@ -2,7 +2,7 @@
 
     bash run.sh --nproc 8 [OPTIONS]          # one node: 8 GPUs, or 8 CPU processes over gloo
     torchrun --nnodes 2 --nproc_per_node 8 --node_rank R --rdzv-backend c10d --rdzv-endpoint HOST:29500 \\
-        rzero.py [OPTIONS]                   # 2 nodes x 8 GPUs; --out on a file system both nodes see
+        rzero.py -- [OPTIONS]                # 2 nodes x 8 GPUs; --out on a file system both nodes see
 
 Only torch's own stack: torchrun starts one process per device, torch.distributed talks (NCCL on GPUs, gloo on
 CPU) and FSDP2's `fully_shard` shards each role, one unit per decoder block plus the root (torchtitan's layout).

@@ -58,4 +58,5 @@ if [ "$GPUS" -gt 0 ] && [ "$NPROC" -gt "$GPUS" ]; then
 fi
 # CPU processes share the cores (torchrun would set 1 thread each and say so); GPUs need few threads anyway
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( $(nproc) / NPROC > 0 ? $(nproc) / NPROC : 1 ))}
-exec "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node "$NPROC" rzero.py "${ARGS[@]}"
+# "--" keeps torchrun from reading rzero's options as its own (--m would match its --master-addr, --module, ...)
+exec "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node "$NPROC" rzero.py -- "${ARGS[@]}"

@@ -891,7 +891,7 @@ def torchrun(cwd, out, world):
         (cwd / "cache" / "toy-base" / "pretrain.json").write_text(json.dumps({"recipe": toy.RECIPE}))
     args = loop_args(out, world, "--iterations", "1")
     return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                             os.path.abspath("rzero.py"), *args], cwd=cwd, stdout=subprocess.PIPE,
+                             os.path.abspath("rzero.py"), "--", *args], cwd=cwd, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
