@@ -972,6 +972,8 @@ def main(argv=None):
     """Errors and interruptions are one line from rank 0; every file written so far stays whole, so the same
     command resumes after the last finished stage."""
     resume = "rerun the same command to resume after the last finished stage"
+    if not dist.is_main():
+        sys.stdout = open(os.devnull, "w")  # rank 0 speaks for the run (--help, the summary); stderr stays open
     try:
         configs = configs_from_args(argv)
         try:
