@@ -16,6 +16,11 @@ import time
 import torch
 
 
+QWEN3_06B = dict(vocab_size=151936, hidden_size=1024, intermediate_size=3072, num_hidden_layers=28,
+                 num_attention_heads=16, num_key_value_heads=8, head_dim=128, tie_word_embeddings=True,
+                 bos_token_id=None, eos_token_id=None, pad_token_id=0)  # Qwen3-0.6B's shapes
+
+
 def _sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -82,9 +87,7 @@ def bench_sampler(args):
         print("GPU: none available, GPU figures not measured")
         return
     gpu = torch.device("cuda")
-    cfg = dict(vocab_size=151936, hidden_size=1024, intermediate_size=3072, num_hidden_layers=28,
-               num_attention_heads=16, num_key_value_heads=8, head_dim=128, tie_word_embeddings=True,
-               bos_token_id=None, eos_token_id=None, pad_token_id=0)  # Qwen3-0.6B's shapes
+    cfg = QWEN3_06B
     model = _qwen3(gpu, torch.bfloat16, **cfg)
     prompts = [torch.randint(3, 151936, (int(torch.randint(32, 128, (1,), generator=g)),), generator=g).tolist()
                for _ in range(256)]
@@ -210,9 +213,6 @@ def bench_bleu(args):
 
 CPU_SHAPE = dict(vocab_size=8192, hidden_size=256, intermediate_size=768, num_hidden_layers=4, num_attention_heads=4,
                  num_key_value_heads=2, head_dim=64, bos_token_id=None, eos_token_id=None, pad_token_id=0)
-QWEN3_06B = dict(vocab_size=151936, hidden_size=1024, intermediate_size=3072, num_hidden_layers=28,
-                 num_attention_heads=16, num_key_value_heads=8, head_dim=128, tie_word_embeddings=True,
-                 bos_token_id=None, eos_token_id=None, pad_token_id=0)
 
 
 def _dist_rank(rank, world, store, cuda, queue):

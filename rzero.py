@@ -866,21 +866,29 @@ def markdown_table(rows, k):
 # ----------------------------------------------------------------------------- command line
 
 
+# The settings classes with the prefix of their flags and their key in TOY_PRESET.
+ROLES = (("", LoopConfig, "loop"), ("challenger-", ChallengerConfig, "challenger"), ("solver-", SolverConfig, "solver"))
+
+
+def flag(prefix, name):
+    """The command-line flag of a setting: flag("solver-", "group_size") == "--solver-group-size"."""
+    return "--" + prefix + name.replace("_", "-")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="bash run.sh",
         description="R-Zero: a Challenger and a Solver co-evolve from one base model with no data. With no --model "
                     "it runs the embedded tiny world, whose preset overrides some sizes (TOY_PRESET in rzero.py); "
                     "the defaults shown are the paper's.")
-    for prefix, cls in (("", LoopConfig), ("challenger-", ChallengerConfig), ("solver-", SolverConfig)):
+    for prefix, cls, _ in ROLES:
         group = parser.add_argument_group(cls.__name__)
         for f in fields(cls):
-            flag = "--" + prefix + f.name.replace("_", "-")
             if f.type is bool:
-                group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                group.add_argument(flag(prefix, f.name), action=argparse.BooleanOptionalAction, default=None,
                                    help=f"{f.metadata['help']} (default {'on' if f.default else 'off'})")
             else:
-                group.add_argument(flag, type=f.type, default=None, metavar=f.type.__name__.upper(),
+                group.add_argument(flag(prefix, f.name), type=f.type, default=None, metavar=f.type.__name__.upper(),
                                    help=f"{f.metadata['help']} (default {f.default!r})")
     return parser
 
@@ -889,10 +897,10 @@ def configs_from_args(argv=None):
     """Defaults (the paper's), then the tiny world's preset when no model is given, then the command line."""
     args = vars(build_parser().parse_args(argv))
     out = []
-    for prefix, cls, preset in (("", LoopConfig, "loop"), ("challenger_", ChallengerConfig, "challenger"),
-                                ("solver_", SolverConfig, "solver")):
+    for prefix, cls, preset in ROLES:
         values = {} if args["model"] else dict(TOY_PRESET[preset])
-        values.update({f.name: args[prefix + f.name] for f in fields(cls) if args[prefix + f.name] is not None})
+        given = {f.name: args[flag(prefix, f.name)[2:].replace("-", "_")] for f in fields(cls)}  # argparse's dests
+        values.update({name: v for name, v in given.items() if v is not None})
         out.append(cls(**values))
     problems, warnings = check_settings(*out)
     if problems:
@@ -927,15 +935,15 @@ def check_settings(cfg, ch, sv):
     """Every problem with the settings (one line each) and warnings for valid settings that leave a stage
     useless, found before anything is built, loaded or written."""
     problems = []
-    for prefix, c in (("", cfg), ("challenger-", ch), ("solver-", sv)):
+    for (prefix, _, _), c in zip(ROLES, (cfg, ch, sv)):
         for f in fields(c):
             value = getattr(c, f.name)
             ok, allowed = RULES.get(f.name, (lambda v: True, ""))
             if not ok(value):
-                problems.append(f"--{prefix}{f.name.replace('_', '-')} must be {allowed} (got {value!r})")
+                problems.append(f"{flag(prefix, f.name)} must be {allowed} (got {value!r})")
         if c is not cfg and c.mini_batch >= 1 and c.prompts % c.mini_batch:
-            problems.append(f"--{prefix}prompts ({c.prompts}) must be a multiple of --{prefix}mini-batch "
-                            f"({c.mini_batch})")
+            problems.append(f"{flag(prefix, 'prompts')} ({c.prompts}) must be a multiple of "
+                            f"{flag(prefix, 'mini_batch')} ({c.mini_batch})")
     if cfg.m >= 2 and 0 <= cfg.delta and not any(in_band(k / cfg.m, cfg.delta) for k in range(1, cfg.m + 1)):
         problems.append(f"--m {cfg.m} leaves no p_hat = k/{cfg.m} inside the band |p_hat - 1/2| <= {cfg.delta}: "
                         "raise --m or --delta")

@@ -745,9 +745,8 @@ BAD_SETTINGS = [  # (flag, a bad value): every setting that can be wrong, some o
 def test_every_setting_is_checked_before_any_work(tmp_path, monkeypatch, capsys):
     """Each bad value: exit status 2, one line that names the flag, no traceback, --out untouched, and no world
     built and no model loaded (both would fail here)."""
-    flags = {"--" + prefix + f.name.replace("_", "-") for prefix, cls in (("", rzero.LoopConfig),
-             ("challenger-", rzero.ChallengerConfig), ("solver-", rzero.SolverConfig))
-             for f in fields(cls) if f.type is not bool and f.name != "seed"}
+    flags = {rzero.flag(prefix, f.name) for prefix, cls, _ in rzero.ROLES for f in fields(cls)
+             if f.type is not bool and f.name != "seed"}
     assert flags == {flag for flag, _ in BAD_SETTINGS}  # a new setting needs its rule and its row here
     monkeypatch.chdir(tmp_path)
     (tmp_path / "a-file").write_text("")
