@@ -1,6 +1,7 @@
 """Benchmarks that print figures (never asserted in tests). Run with the project's environment, e.g.
 
     .venv/bin/python bench.py sampler          # tokens/s: sampler.sample vs model.generate, on CPU (and GPU if any)
+    .venv/bin/python bench.py long             # a cache grown in chunks vs allocated up front: peak KV, tokens/s
     .venv/bin/python bench.py grpo             # peak memory of chunked log-probs + backward vs naive full logits
     .venv/bin/python bench.py bleu             # BLEU distance matrix + clustering time, vs nltk/sklearn if installed
     .venv/bin/python bench.py dist             # tokens/s of sampling and of one GRPO step, 1 and 2 processes (CPU)
@@ -67,8 +68,8 @@ def bench_sampler_once(model, prompts, n, max_new, stop_ids, compile=False, reps
     return ours_tok / ours_s, ref_tok / ref_s, ours_tok / len(prompts) / n, ref_tok / len(prompts) / n
 
 
-def bench_sampler(args):
-    torch.set_num_threads(torch.get_num_threads())
+def bench_sampler_cpu(reps):
+    """The CPU figure of the sampler section; returns sampler / generate."""
     cpu = torch.device("cpu")
     shape = dict(vocab_size=64, hidden_size=256, intermediate_size=512, num_hidden_layers=3, num_attention_heads=4,
                  num_key_value_heads=2, head_dim=64, bos_token_id=None, eos_token_id=None, pad_token_id=0)
@@ -77,12 +78,18 @@ def bench_sampler(args):
     g = torch.Generator().manual_seed(0)
     prompts = [torch.randint(3, 64, (int(torch.randint(8, 40, (1,), generator=g)),), generator=g).tolist()
                for _ in range(64)]
-    ours, ref, our_len, ref_len = bench_sampler_once(model, prompts, 10, 64, [1, 2], reps=args.reps)
+    ours, ref, our_len, ref_len = bench_sampler_once(model, prompts, 10, 64, [1, 2], reps=reps)
     print(f"CPU ({torch.get_num_threads()} threads), Qwen3-shaped {params / 1e6:.2f}M params, fp32, 64 prompts x n=10, "
           f"max_new_tokens 64, stop tokens end rows at varying lengths")
     print(f"  sampler.sample : {ours:9.0f} tok/s  (mean length {our_len:.1f})")
     print(f"  model.generate : {ref:9.0f} tok/s  (mean length {ref_len:.1f})")
     print(f"  speed-up       : {ours / ref:9.2f}x")
+    return ours / ref
+
+
+def bench_sampler(args):
+    bench_sampler_cpu(args.reps)
+    g = torch.Generator().manual_seed(0)
     if not torch.cuda.is_available():
         print("GPU: none available, GPU figures not measured")
         return
@@ -103,6 +110,75 @@ def bench_sampler(args):
     step_bytes = weight_bytes + 256 * 8 * mean_ctx * kv_bytes_per_tok
     print(f"  bandwidth floor per decode step (weights {weight_bytes / 1e9:.2f} GB + KV of 2048 rows): "
           f"{step_bytes / 3.35e12 * 1e3:.2f} ms at 3.35 TB/s (H100 SXM)")
+
+
+LONG_SHAPE = dict(vocab_size=2048, hidden_size=128, intermediate_size=384, num_hidden_layers=4, num_attention_heads=2,
+                  num_key_value_heads=1, head_dim=64, bos_token_id=None, eos_token_id=None, pad_token_id=0)
+COUNT = 8  # token COUNT + k means "k tokens left" in the long section's workload; token 1 is its stop token
+
+
+def _count_down(module, args, kwargs, out):
+    """Forward hook: push each row to the next token of its countdown (COUNT + k -> COUNT + k - 1, then the stop
+    token), so a random model writes answers of the lengths the workload drew. The model still does all its work."""
+    last = kwargs["input_ids"][:, -1]  # (B,)
+    target = torch.where(last > COUNT + 1, last - 1, 1)
+    out.logits[:, -1].scatter_add_(-1, target[:, None], torch.full_like(target[:, None], 1e4, dtype=out.logits.dtype))
+
+
+def _timed_sample(model, prompts, kv_gb, chunk, max_new, rows):
+    """tokens/s, generated tokens, waves, and the largest decode cache (rows x positions) of one sample() call."""
+    import sampler
+    made, waves = [], []
+    select, wave = sampler.KVCache.select, sampler.generate_wave
+    sampler.KVCache.select = lambda self, r, length=None: (made.append(len(r) * (length or self.length)),
+                                                         select(self, r, length))[1]
+    sampler.generate_wave = lambda model, seqs, *a: (waves.append(len(seqs)), wave(model, seqs, *a))[1]
+    try:
+        t0 = time.perf_counter()
+        out = sampler.sample(model, prompts, n=1, max_new_tokens=max_new, temperature=1.0, stop_ids=[1],
+                             generator=torch.Generator().manual_seed(0), max_rows=rows, kv_cache_gb=kv_gb,
+                             chunk=chunk, progress=False)
+        secs = time.perf_counter() - t0
+    finally:
+        sampler.KVCache.select, sampler.generate_wave = select, wave
+    tokens = sum(len(s.tokens) for g in out for s in g)
+    return tokens / secs, tokens, waves, max(made)
+
+
+def bench_long(args):
+    """Solver-shaped answers: 1024 new tokens at most, log-normal lengths (median 150), a few reaching 1024."""
+    import numpy as np
+    import sampler
+    model = _qwen3(torch.device("cpu"), torch.float32, **LONG_SHAPE)
+    model.register_forward_hook(_count_down, with_kwargs=True)
+    per_token = sampler.kv_bytes_per_token(model)
+    rng = np.random.default_rng(0)
+    R, L, max_new, chunk = args.rows, 64, 1024, 256
+    lengths = np.clip(np.round(rng.lognormal(np.log(150), 1.0, R)), 1, max_new).astype(int)
+    prompts = [rng.integers(COUNT + max_new + 1, LONG_SHAPE["vocab_size"], L - 1).tolist() + [COUNT + int(n)]
+               for n in lengths]
+    upfront_slots = 64 * sampler._round_up(L + max_new, 16)  # 64 rows allocated for 1024 new tokens
+    kv_gb = upfront_slots * per_token / 1e9
+    print(f"CPU ({torch.get_num_threads()} threads), Qwen3-shaped {model.num_parameters() / 1e6:.1f}M params, fp32, "
+          f"{per_token} B of KV per token; {R} rows of a {L}-token prompt, max_new_tokens {max_new}, lengths "
+          f"log-normal: median {np.median(lengths):.0f}, mean {lengths.mean():.0f}, "
+          f"{(lengths == max_new).sum()} at {max_new}; KV budget {kv_gb * 1e3:.1f} MB = 64 rows allocated up front")
+    _timed_sample(model, prompts[:4], None, chunk, 32, 4)  # warm-up
+    first = prompts[:64]
+    _, _, _, peak_up = _timed_sample(model, first, kv_gb, None, max_new, 64)
+    _, _, _, peak_grow = _timed_sample(model, first, kv_gb, chunk, max_new, 64)
+    print(f"  the first 64 rows alone: peak decode cache {peak_up * per_token / 1e6:.1f} MB up front, "
+          f"{peak_grow * per_token / 1e6:.1f} MB grown by {chunk}")
+    figures = {}
+    for name, c in (("up front", None), (f"grown by {chunk}", chunk)):
+        tps, tokens, waves, peak = _timed_sample(model, prompts, kv_gb, c, max_new, 4096)
+        figures[name] = tps
+        print(f"  all {R} rows, {name:12s}: {tps:7.0f} tok/s ({tokens} tokens), {len(waves)} waves, first wave "
+              f"{waves[0]} rows, peak cache {peak * per_token / 1e6:.1f} MB")
+    ratio = bench_sampler_cpu(1)
+    print(f"peak KV ratio: {peak_grow / peak_up:.3f}")
+    print(f"throughput ratio at equal KV budget: {figures[f'grown by {chunk}'] / figures['up front']:.2f}")
+    print(f"sampler / generate: {ratio:.2f}")
 
 
 def _logprob_peak(variant, batch, seq, vocab, hidden, chunk, queue):
@@ -297,11 +373,12 @@ def _canon(labels):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["sampler", "grpo", "bleu", "dist"])
+    parser.add_argument("what", choices=["sampler", "long", "grpo", "bleu", "dist"])
     parser.add_argument("--reps", type=int, default=1, help="timed repetitions")
     parser.add_argument("--nproc", type=int, default=8, help="dist on GPUs: the most processes (one per GPU)")
+    parser.add_argument("--rows", type=int, default=512, help="long: rows in the workload")
     args = parser.parse_args()
-    {"sampler": bench_sampler, "grpo": bench_grpo, "bleu": bench_bleu, "dist": bench_dist}[args.what](args)
+    {"sampler": bench_sampler, "long": bench_long, "grpo": bench_grpo, "bleu": bench_bleu, "dist": bench_dist}[args.what](args)
 
 
 if __name__ == "__main__":

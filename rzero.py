@@ -284,6 +284,13 @@ def generate(model, prompts, n, **kw):
     several prompts by prompt. In one process this is sampler.sample itself."""
     plain = dist.replica(model)
     kw["progress"] = kw.get("progress", True) and dist.is_main()  # a bar on rank 0's terminal only
+    if kw.get("kv_cache_gb") == 0:  # the default: sized by what the GPU has free once the replica is built
+        cuda = plain.device.type == "cuda"
+        kw["kv_cache_gb"] = 0.8 * torch.cuda.mem_get_info(plain.device)[0] / 1e9 if cuda else None
+    longest = (max(map(len, prompts)) + kw["max_new_tokens"] + 16) * sampler.kv_bytes_per_token(plain) / 1e9
+    if kw.get("kv_cache_gb") and kw["kv_cache_gb"] < longest:  # this stage stops; the finished ones are kept
+        raise RZeroError(f"--kv-cache-gb {kw['kv_cache_gb']:.3g} holds less than one row of this stage "
+                         f"({longest:.3g} GB)")
     if len(prompts) == 1:
         share = len(dist.split(n))
         return [dist.gather(sampler.sample(plain, prompts, n=share, **kw)[0] if share else [])]
@@ -291,25 +298,28 @@ def generate(model, prompts, n, **kw):
     return dist.gather(sampler.sample(plain, mine, n=n, **kw) if mine else [])
 
 
+def limits(cfg):
+    """The sampler's settings of memory and speed, as sampler.sample's keyword arguments."""
+    return dict(max_rows=cfg.max_rows, kv_cache_gb=cfg.kv_cache_gb, compile=cfg.compile)
+
+
 def solve(model, tokenizer, prompts, questions, n, temperature, max_new_tokens, top_p=1.0, top_k=0,
-          generator=None, max_rows=512, compile=False, desc="solving", progress=True):
+          generator=None, desc="solving", progress=True, **sampling):
     """The Solver's n extracted \\boxed{} answers (None where absent) for each question."""
     ids = [encode(tokenizer, render(tokenizer, prompts.solver_system, q)) for q in questions]
     groups = generate(model, ids, n=n, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                      top_k=top_k, stop_ids=stop_ids(model, tokenizer), generator=generator, max_rows=max_rows,
-                      compile=compile, desc=desc, progress=progress) if ids else []
+                      top_k=top_k, stop_ids=stop_ids(model, tokenizer), generator=generator, desc=desc,
+                      progress=progress, **sampling) if ids else []
     return [[vote.extract_boxed(tokenizer.decode(s.tokens, skip_special_tokens=True)) for s in g] for g in groups]
 
 
-def evaluate(model, tokenizer, prompts, items, k=10, temperature=1.0, max_new_tokens=4096, seed=0, max_rows=512,
-             compile=False):
+def evaluate(model, tokenizer, prompts, items, k=10, temperature=1.0, max_new_tokens=4096, seed=0, **sampling):
     """Accuracy (%) of greedy decoding, mean@k and maj@k on labelled items (question, answer, level), per level
     and overall. Used only to measure: R-Zero never trains on these answers."""
     questions = [q for q, _, _ in items]
-    greedy = solve(model, tokenizer, prompts, questions, 1, 0.0, max_new_tokens, max_rows=max_rows,
-                   compile=compile, desc="eval greedy")
-    sampled = solve(model, tokenizer, prompts, questions, k, temperature, max_new_tokens, max_rows=max_rows,
-                    generator=rank_generator(model.device, seed), compile=compile, desc=f"eval @{k}")
+    greedy = solve(model, tokenizer, prompts, questions, 1, 0.0, max_new_tokens, desc="eval greedy", **sampling)
+    sampled = solve(model, tokenizer, prompts, questions, k, temperature, max_new_tokens,
+                    generator=rank_generator(model.device, seed), desc=f"eval @{k}", **sampling)
     rows = {}
     for (_, gold, level), g, s in zip(items, greedy, sampled):
         for key in ("all", level) if level is not None else ("all",):
@@ -382,7 +392,9 @@ class LoopConfig:
     dtype: str = _f("float32", "dtype of the trained weights and AdamW's states, float32 or bfloat16; GPUs compute "
                                "in bfloat16 either way (bfloat16 here is pure-bf16 training: most updates at lr "
                                "1e-6 fall below its resolution)")
-    max_rows: int = _f(512, "most sequences sampled at once per process (bounds the KV cache)")
+    max_rows: int = _f(512, "most sequences sampled at once per process")
+    kv_cache_gb: float = _f(0.0, "the sampler's KV cache budget per process, in GB (10^9 bytes); 0: 80%% of the GPU's "
+                                 "free memory when a sampling call starts, no bound on CPU")
     compile: bool = _f(torch.cuda.is_available(), "capture the sampler's decode step with torch.compile (CUDA graphs "
                                                   "on GPUs)")
     grad_checkpointing: bool = _f(False, "recompute layer activations in backward (the model's own switch)")
@@ -544,7 +556,7 @@ def vote_answers(solver, tokenizer, world, cfg, sv, questions, gen, desc=None):
     """The Solver's m answers to every question (None where there is no question); a progress bar if desc."""
     valid = [q for q in questions if q is not None]
     answers = iter(solve(solver, tokenizer, world.prompts, valid, cfg.m, cfg.vote_temperature, sv.max_new_tokens,
-                         top_k=cfg.vote_top_k, generator=gen, max_rows=cfg.max_rows, compile=cfg.compile,
+                         top_k=cfg.vote_top_k, generator=gen, **limits(cfg),
                          desc=desc, progress=desc is not None))
     return [next(answers) if q is not None else None for q in questions]
 
@@ -606,7 +618,7 @@ def train_challenger(cfg, ch, sv, world, it, init, solver_dir, out_dir):
         t0 = time.time()
         outs = generate(model, [prompt], n=ch.prompts * ch.group_size, max_new_tokens=ch.max_new_tokens,
                         temperature=ch.temperature, top_p=ch.top_p, stop_ids=stop_ids(model, tok), generator=gen,
-                        max_rows=cfg.max_rows, compile=cfg.compile, progress=False)[0]
+                        **limits(cfg), progress=False)[0]
         texts = [tok.decode(o.tokens, skip_special_tokens=True) for o in outs]
         answers = vote_answers(solver, tok, world, cfg, sv, [vote.extract_question(t) for t in texts], gen)
         rewards = challenger_rewards(texts, answers, ch.tau, ch.lam, ch.official_reward)
@@ -635,7 +647,7 @@ def build_dataset(cfg, ch, sv, world, it, challenger_dir, solver_dir, path):
     gen = generator(cfg, it, "dataset")
     outs = generate(model, [prompt], n=cfg.candidates, max_new_tokens=ch.max_new_tokens,
                     temperature=cfg.gen_temperature, top_p=cfg.gen_top_p, stop_ids=stop_ids(model, tok),
-                    generator=gen, max_rows=cfg.max_rows, compile=cfg.compile,
+                    generator=gen, **limits(cfg),
                     desc=f"iter {it}: candidate questions")[0]
     questions = [vote.extract_question(tok.decode(o.tokens, skip_special_tokens=True)) for o in outs]
     del model
@@ -708,7 +720,7 @@ def train_solver(cfg, sv, world, it, init, data_path, out_dir):
         prompts = [encode(tok, render(tok, world.prompts.solver_system, r["question"])) for r in batch_rows]
         groups = generate(model, prompts, n=sv.group_size, max_new_tokens=sv.max_new_tokens,
                           temperature=sv.temperature, top_p=sv.top_p, stop_ids=stop_ids(model, tok), generator=gen,
-                          max_rows=cfg.max_rows, compile=cfg.compile, progress=False)
+                          **limits(cfg), progress=False)
         preds = [[vote.extract_boxed(tok.decode(s.tokens, skip_special_tokens=True)) for s in g] for g in groups]
         labels = [r["answer"] if cfg.oracle_labels else r["label"] for r in batch_rows]
         rewards = torch.tensor([[float(vote.equivalent(p, lab)) for p in ps] for ps, lab in zip(preds, labels)])
@@ -733,7 +745,7 @@ def evaluate_stage(cfg, sv, world, model_dir, path):
     model, tok = load_model(model_dir, cfg, frozen=True)
     # mean@k and maj@k sample at temperature 1.0 whatever the vote temperature, so runs stay comparable
     table = evaluate(model, tok, world.prompts, world.test, cfg.eval_k, 1.0, sv.max_new_tokens,
-                     seed=stage_seed(cfg, "eval"), max_rows=cfg.max_rows, compile=cfg.compile)
+                     seed=stage_seed(cfg, "eval"), **limits(cfg))
     table["seconds"] = round(time.time() - t0, 1)
     write_json(path, table)
     a = table["all"]
@@ -920,7 +932,8 @@ RULES = {
                      "micro_batch", "max_new_tokens"), _COUNT),
     "m": (lambda v: v >= 2, "at least 2"),
     "group_size": (lambda v: v >= 2, "at least 2 (a group of one has no baseline: GRPO learns nothing)"),
-    **dict.fromkeys(("vote_temperature", "gen_temperature", "vote_top_k", "kl_coef", "lam"), _NONNEGATIVE),
+    **dict.fromkeys(("vote_temperature", "gen_temperature", "vote_top_k", "kl_coef", "lam", "kv_cache_gb"),
+                    _NONNEGATIVE),
     "temperature": (lambda v: v > 0, "above 0 (GRPO divides the logits by it)"),
     **dict.fromkeys(("top_p", "gen_top_p", "tau"), _UNIT),
     "delta": (lambda v: 0 <= v <= 0.5, "in [0, 0.5]"),

@@ -8,17 +8,26 @@ the replacement, and it imports nothing from the rest of the project.
     groups = sample(model, [[1, 2, 3], [4, 5]], n=10, max_new_tokens=64, temperature=1.0, stop_ids=[eos])
     groups[0][3].tokens, groups[0][3].logprobs, groups[0][3].finish   # prompt 0, sample 3
 
-How it works (gpt-fast's and nanochat's techniques):
-- Prompts are sorted by length and cut into batches of at most `max_rows` rows (prompts x n).
-- Prefill: the unique prompts of a batch, left-padded, run once. Their keys and values are then copied n times
-  into a cache allocated once for the whole batch (`KVCache`), so a prompt is never recomputed per sample.
+How it works (gpt-fast's and nanochat's techniques, and a cache sized by need):
+- Rows (prompts x n) run in waves, longest prompts first. A wave starts as many rows as fit in `max_rows` and
+  in the KV budget (`kv_cache_gb`) at their current length, not at the longest they could grow to.
+- Prefill: the unique prompts of a wave, left-padded, run once (only the last position's logits are made). Their
+  keys and values are then copied n times into the decode cache (`KVCache`), so a prompt is never recomputed per
+  sample.
 - Decode: one token per row per step, written at the same cache slot for every row (left padding lines the rows
-  up), with per-row position ids and an explicit 4-D mask, so every step has the same shapes.
+  up), with per-row position ids and an explicit 4-D mask.
+- The cache grows by `chunk` positions when the longest live row reaches its end; finished rows are left behind
+  then, and whenever the live rows fall to half the batch (compaction). If the grown cache would exceed the
+  budget, the rows that do not fit leave the wave with what they have generated; a later wave prefills their
+  prompt and tokens so far and continues them (vLLM's preemption by recomputation), so every sample is exact.
+- Why waves and not admitting new prompts into the rows that finished ones free (continuous batching): in one
+  contiguous cache every row pays the longest live row's length, so a young row beside an old long one costs as
+  much as the long one. Rows that start together grow together; the budget then holds many more of them.
 - Sampling is on the device: temperature, top-k, top-p, then argmax(probs / Exponential(1)) with noise from the
-  caller's generator. The host looks at the `done` flags only every `check_every` steps.
-- When the live rows fall to half the batch or fewer, they are gathered into a smaller cache (compaction), so
-  late steps run on live rows only. On a GPU, `compile=True` captures the decode forward with
-  torch.compile(mode="reduce-overhead") (CUDA graphs); each compacted batch size is one more captured graph.
+  caller's generator. The host looks at the `done` flags only every `check_every` steps and when the cache grows.
+- On a GPU, `compile=True` captures the decode forward with torch.compile(mode="reduce-overhead") (CUDA graphs).
+  Shapes come from a small set: cache lengths are multiples of `chunk` (or the wave's last length), and after
+  compaction row counts are padded with finished rows to powers of two up to 64, then multiples of 64.
 """
 from dataclasses import dataclass
 
@@ -72,10 +81,12 @@ class KVCache:
             torch._dynamo.mark_static_address(t)
 
 
-def _cache_kwarg(model):
-    """transformers >= 5.2x names the cache argument `cache`; earlier releases call it `past_key_values`."""
+def _model_kwargs(model):
+    """How this model's forward takes the cache (transformers >= 5.2x names it `cache`, earlier releases
+    `past_key_values`), and `logits_to_keep` where it exists, so a prefill makes no (B, T, V) logits."""
     import inspect
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    params = inspect.signature(model.forward).parameters
+    return ("cache" if "cache" in params else "past_key_values"), "logits_to_keep" in params
 
 
 def _attention_bias(pad_len, query_slots, length, dtype):
@@ -86,11 +97,12 @@ def _attention_bias(pad_len, query_slots, length, dtype):
         ~visible, torch.finfo(dtype).min)[:, None]
 
 
-def forward(model, cache, tokens, positions, pad_len, cache_kwarg="cache"):
+def forward(model, cache, tokens, positions, pad_len, kwargs=("cache", False)):
     """Logits of the last position, (B, V), for `tokens` (B, T) written at cache slots `cache.slot`."""
     bias = _attention_bias(pad_len, cache.slot, cache.end or cache.length, model.dtype)
+    cache_kwarg, keep_last = kwargs
     out = model(input_ids=tokens, position_ids=positions, attention_mask=bias, use_cache=True,
-                **{cache_kwarg: cache})
+                **{cache_kwarg: cache}, **({"logits_to_keep": 1} if keep_last else {}))
     return out.logits[:, -1]
 
 
@@ -119,42 +131,73 @@ def sample_tokens(logits, temperature, top_k, top_p, generator=None):
     return tok, logp.gather(-1, tok[:, None])[:, 0]
 
 
+def kv_bytes_per_token(model):
+    """Bytes of keys and values that one token of one row holds in the cache, from the model's config."""
+    c = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    heads = getattr(c, "num_key_value_heads", None) or c.num_attention_heads
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    return 2 * c.num_hidden_layers * heads * head_dim * model.dtype.itemsize
+
+
+def _round_up(x, step):
+    return -(-x // step) * step
+
+
+def _row_bucket(rows, down=False):
+    """The row counts a compiled decode step sees after compaction: powers of two up to 64, then multiples of 64.
+    The smallest bucket holding `rows`, or with down=True the largest that `rows` holds."""
+    if down:
+        return 1 << (rows.bit_length() - 1) if rows < 64 else rows // 64 * 64
+    return 1 << (rows - 1).bit_length() if rows <= 64 else _round_up(rows, 64)
+
+
 @torch.no_grad()
-def generate_batch(model, prompts, n, max_new_tokens, temperature=1.0, top_p=1.0, top_k=0, stop_ids=(),
-                   generator=None, check_every=8, compile=False, pad_id=0):
-    """Sample n continuations of each prompt in one batch. Returns a list (prompt) of lists (sample) of Sample."""
+def generate_wave(model, seqs, remaining, temperature=1.0, top_p=1.0, top_k=0, stop_ids=(), generator=None,
+                  budget=None, chunk=256, check_every=8, compile=False, pad_id=0, bar=None):
+    """Continue each token list in `seqs` (a prompt, or a prompt and what a row already generated) by at most
+    `remaining[i]` tokens, as one batch whose rows all start now: a wave.
+
+    budget: the most cache slots (rows x positions) the wave may hold, or None. chunk: the cache grows by this many
+    positions when the longest live row reaches its end (None: allocated for the longest possible row up front).
+    Returns (tokens, logprobs, finish) per row; finish None marks a row taken out to keep the cache in the budget,
+    which the caller continues in a later wave.
+    """
     device = model.device
-    P, L = len(prompts), max(len(p) for p in prompts)
-    S = -(-(L + max_new_tokens) // 16) * 16  # cache length, a multiple of 16
-    ids = torch.full((P, L), pad_id, dtype=torch.long)
+    L, T = max(map(len, seqs)), max(remaining)
+    cap = _round_up(L + T, 16)  # no row goes past slot L + T - 1
+    size = (lambda cur: min(cap, _round_up(cur + 1, chunk))) if chunk else (lambda cur: cap)
+    unique = {}
+    src = torch.tensor([unique.setdefault(tuple(s), len(unique)) for s in seqs], device=device)  # (B,)
+    prompts = list(unique)  # rows with the same tokens (a fresh prompt's n samples) share one prefill
+    ids = torch.full((len(prompts), L), pad_id, dtype=torch.long)
     for i, p in enumerate(prompts):
         ids[i, L - len(p):] = torch.tensor(p)
     ids = ids.to(device)  # (P, L), left-padded
     pad_len = torch.tensor([L - len(p) for p in prompts], device=device)  # (P,)
     positions = (torch.arange(L, device=device)[None] - pad_len[:, None]).clamp(min=0)  # (P, L)
 
-    prefill = KVCache(model.config.num_hidden_layers, P, L)
+    prefill = KVCache(model.config.num_hidden_layers, len(prompts), L)
     prefill.slot = torch.arange(L, device=device)
-    cache_kwarg = _cache_kwarg(model)
-    logits = forward(model, prefill, ids, positions, pad_len, cache_kwarg)  # (P, V)
-
-    rows = torch.arange(P, device=device).repeat_interleave(n)  # (B,) prompt of each row
-    cache = prefill.select(rows, S)
+    kwargs = _model_kwargs(model)
+    logits = forward(model, prefill, ids, positions, pad_len, kwargs)  # (P, V)
+    cache = prefill.select(src, size(L))
     del prefill
     if compile:
         cache.mark_static()
-    B = P * n
-    logits, pad_len, pos = logits[rows], pad_len[rows], positions[rows, -1]  # (B, V), (B,), (B,)
-    row_ids = torch.arange(B, device=device)  # original row of each live row, changed by compaction
+    B = len(seqs)
+    logits, pad_len, pos = logits[src], pad_len[src], positions[src, -1]  # (B, V), (B,), (B,)
+    row_ids = torch.arange(B, device=device)  # the wave's row of each row in the cache, changed by compaction
+    limit = torch.tensor(remaining, device=device)  # (B,)
     stop = torch.tensor(list(stop_ids), dtype=torch.long, device=device)
-    out_tok = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)  # (B, N)
-    out_lp = torch.zeros(B, max_new_tokens, device=device)  # (B, N)
+    out_tok = torch.full((B, T), pad_id, dtype=torch.long, device=device)  # (B, T)
+    out_lp = torch.zeros(B, T, device=device)  # (B, T)
     n_gen = torch.zeros(B, dtype=torch.long, device=device)  # (B,)
     hit_stop = torch.zeros(B, dtype=torch.bool, device=device)  # (B,)
-    done = torch.zeros(B, dtype=torch.bool, device=device)  # (B,) per live row
+    done = torch.zeros(B, dtype=torch.bool, device=device)  # (B,) per row in the cache
     step_fn = torch.compile(forward, mode="reduce-overhead") if compile else forward
+    taken_out, reported = 0, 0
 
-    for t in range(max_new_tokens):
+    for t in range(T):
         tok, lp = sample_tokens(logits, temperature, top_k, top_p, generator)
         live = ~done
         out_tok[row_ids, t] = torch.where(live, tok, pad_id)
@@ -162,51 +205,87 @@ def generate_batch(model, prompts, n, max_new_tokens, temperature=1.0, top_p=1.0
         n_gen[row_ids] += live.long()
         now_stopped = live & torch.isin(tok, stop)
         hit_stop[row_ids] |= now_stopped
-        done = done | now_stopped
-        if t == max_new_tokens - 1:
+        done = done | now_stopped | (n_gen[row_ids] >= limit[row_ids])
+        if t == T - 1:
             break
-        if (t + 1) % check_every == 0:
+        cur = L + t  # the slot the next forward writes
+        grow = cur >= cache.length
+        if grow or (t + 1) % check_every == 0:
             n_live = int((~done).sum())  # the only host sync, once every check_every steps
+            if bar is not None:
+                bar.update(B - taken_out - n_live - reported)
+                reported = B - taken_out - n_live
             if n_live == 0:
                 break
-            if n_live <= len(done) // 2:  # compaction: keep the live rows only
+            if grow or n_live <= len(done) // 2:  # compaction: keep the live rows only, in a longer cache if full
+                length = size(cur) if grow else cache.length
                 keep = (~done).nonzero()[:, 0]
-                cache = cache.select(keep)
+                fits = n_live if budget is None else budget // length
+                if compile and budget is not None:  # a bucket, so that padding to a bucket stays in the budget
+                    fits = _row_bucket(fits, down=True)
+                taken_out += max(0, n_live - fits)  # these rows stop here; a later wave continues them
+                keep = keep[:fits]
+                if compile:  # finished rows pad the batch to a bucket, so few shapes are captured
+                    keep = torch.cat([keep, done.nonzero()[:, 0][:_row_bucket(len(keep)) - len(keep)]])
+                cache = cache.select(keep, length)
                 tok, pad_len, pos, row_ids, done = tok[keep], pad_len[keep], pos[keep], row_ids[keep], done[keep]
                 if compile:
                     cache.mark_static()
         pos = pos + 1
-        cache.slot.fill_(L + t)
-        cache.end = None if compile else L + t + 1
-        logits = step_fn(model, cache, tok[:, None], pos[:, None], pad_len, cache_kwarg)
+        cache.slot.fill_(cur)
+        cache.end = None if compile else cur + 1
+        logits = step_fn(model, cache, tok[:, None], pos[:, None], pad_len, kwargs)
 
     out_tok, out_lp, n_gen, hit_stop = out_tok.tolist(), out_lp.tolist(), n_gen.tolist(), hit_stop.tolist()
-    samples = [Sample(out_tok[r][:n_gen[r]], out_lp[r][:n_gen[r]], "stop" if hit_stop[r] else "length")
-               for r in range(B)]
-    return [samples[i * n:(i + 1) * n] for i in range(P)]
+    finish = ["stop" if hit_stop[r] else "length" if n_gen[r] == remaining[r] else None for r in range(B)]
+    if bar is not None:
+        bar.update(sum(f is not None for f in finish) - reported)
+    return [out_tok[r][:n_gen[r]] for r in range(B)], [out_lp[r][:n_gen[r]] for r in range(B)], finish
 
 
 def sample(model, prompts, n=1, max_new_tokens=256, temperature=1.0, top_p=1.0, top_k=0, stop_ids=(),
-           generator=None, max_rows=512, check_every=8, compile=False, progress=True, desc="sampling"):
-    """n samples for each prompt (a list of token-id lists), in batches of at most max_rows rows (prompts x n).
-
-    Memory is bounded by max_rows: the cache of a batch holds max_rows x (longest prompt + max_new_tokens)
-    positions. progress: a bar while stderr is a terminal. Returns, in the order of `prompts`, one list of n
+           generator=None, max_rows=512, kv_cache_gb=None, chunk=256, check_every=8, compile=False, progress=True,
+           desc="sampling"):
+    """n samples for each prompt (a list of token-id lists). Returns, in the order of `prompts`, one list of n
     Sample per prompt.
+
+    Rows (prompts x n) run in waves of at most max_rows rows, longest prompts first. kv_cache_gb (10^9 bytes, None
+    = no bound) bounds the cache: a wave starts as many rows as fit at their current length, and when its cache
+    grows past the budget the rows that do not fit are taken out and continued in a later wave (their prompt and
+    tokens so far are prefilled again, so the samples are exact). chunk: see generate_wave. progress: a bar while
+    stderr is a terminal.
     """
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("sample() needs a non-empty list of non-empty prompts")
+    per_token = kv_bytes_per_token(model)
+    budget = None if kv_cache_gb is None else round(kv_cache_gb * 1e9) // per_token  # in cache slots
+    longest = _round_up(max(map(len, prompts)) + max_new_tokens, 16)
+    if budget is not None and budget < longest:
+        raise ValueError(f"kv_cache_gb={kv_cache_gb:g} holds {budget} tokens of KV cache ({per_token} bytes each); "
+                         f"one row of the longest prompt and max_new_tokens={max_new_tokens} needs up to {longest}")
     pad_id = model.config.pad_token_id if model.config.pad_token_id is not None else 0
-    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))  # similar lengths share a batch
-    per_batch = max(1, max_rows // n)
-    results = [None] * len(prompts)
+    tokens, logprobs, finish = [[] for _ in range(len(prompts) * n)], [[] for _ in range(len(prompts) * n)], {}
+    queue = sorted(range(len(prompts) * n), key=lambda r: -len(prompts[r // n]))  # row r: sample r % n of r // n
     bar = tqdm(total=len(prompts) * n, desc=desc, unit="sample", disable=None if progress else True, leave=False)
-    for start in range(0, len(order), per_batch):
-        chunk = order[start:start + per_batch]
-        groups = generate_batch(model, [prompts[i] for i in chunk], n, max_new_tokens, temperature, top_p, top_k,
-                                stop_ids, generator, check_every, compile, pad_id)
-        for i, g in zip(chunk, groups):
-            results[i] = g
-        bar.update(len(chunk) * n)
+    while queue:
+        seqs = [prompts[r // n] + tokens[r] for r in queue]
+        wave, L = [], 0
+        for r, s in zip(queue, seqs):  # as many rows as the cache holds when the wave starts
+            L = max(L, len(s))
+            start = _round_up(L + max_new_tokens, 16)  # the wave's first cache length, as generate_wave sizes it
+            start = min(start, _round_up(L + 1, chunk)) if chunk else start
+            if len(wave) == max_rows or (budget is not None and wave and (len(wave) + 1) * start > budget):
+                break
+            wave.append(r)
+        new, lps, ends = generate_wave(model, seqs[:len(wave)], [max_new_tokens - len(tokens[r]) for r in wave],
+                                       temperature, top_p, top_k, stop_ids, generator, budget, chunk, check_every,
+                                       compile, pad_id, bar)
+        for r, t, lp, end in zip(wave, new, lps, ends):
+            tokens[r] += t
+            logprobs[r] += lp
+            if end is not None:
+                finish[r] = end
+        queue = [r for r in wave if r not in finish] + queue[len(wave):]  # rows taken out go first
     bar.close()
-    return results
+    samples = [Sample(tokens[r], logprobs[r], finish[r]) for r in range(len(prompts) * n)]
+    return [samples[i * n:(i + 1) * n] for i in range(len(prompts))]

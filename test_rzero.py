@@ -243,13 +243,16 @@ def test_sampler_compaction_leaves_every_row_unchanged(monkeypatch):
         assert torch.allclose(torch.tensor(a.logprobs), torch.tensor(b.logprobs), atol=1e-5)
 
 
-def test_sampler_compiled_decode_equals_eager():
+def test_sampler_compiled_decode_equals_eager(monkeypatch):
     """compile=True (torch.compile of the decode step; CUDA graphs on a GPU) through compaction: the same rows as
     eager decoding. The first compile takes about half a minute on a 2-core CPU."""
     model = tiny_model(seed=3)
     prompts = [[i + 1, (3 * i) % 40 + 1, (7 * i) % 40 + 1][: 1 + i % 3] for i in range(12)]
-    kw = dict(n=2, max_new_tokens=16, temperature=0, stop_ids=list(range(5, 20)), check_every=2, progress=False)
-    eager, compiled = sampler.sample(model, prompts, **kw), sampler.sample(model, prompts, compile=True, **kw)
+    kw = dict(n=2, max_new_tokens=40, temperature=0, stop_ids=[5, 6, 7], check_every=2, progress=False)
+    made = record_caches(monkeypatch)
+    compiled = sampler.sample(model, prompts, compile=True, chunk=16, **kw)  # growing, rows padded to buckets
+    assert [rows for rows, _ in made] == [24, 16, 16, 8, 8] and [length for _, length in made] == [16, 16, 32, 32, 48]
+    eager = sampler.sample(model, prompts, chunk=None, **kw)
     assert any(s.finish == "stop" for g in eager for s in g) and any(s.finish == "length" for g in eager for s in g)
     for ge, gc in zip(eager, compiled):
         for a, b in zip(ge, gc):
@@ -280,6 +283,77 @@ def test_sampler_splits_large_requests_and_keeps_prompt_order():
     assert [g[0].tokens for g in batched] == [s.tokens for s in single]
     with pytest.raises(ValueError):
         sampler.sample(model, [[1], []], progress=False)
+
+def record_caches(monkeypatch):
+    """Every decode cache the sampler makes, as (rows, length), in order."""
+    made = []
+    select = sampler.KVCache.select
+    monkeypatch.setattr(sampler.KVCache, "select", lambda self, rows, length=None: (
+        made.append((len(rows), length or self.length)), select(self, rows, length))[1])
+    return made
+
+
+@pytest.mark.parametrize("arch", ["qwen3", "llama", "gpt2"])
+def test_kv_bytes_per_token_is_what_the_cache_holds(arch):
+    model = tiny_model(arch)
+    cache = sampler.KVCache(model.config.num_hidden_layers, 3, 5)
+    cache.slot = torch.arange(5)
+    with torch.no_grad():
+        sampler.forward(model, cache, torch.ones(3, 5, dtype=torch.long), torch.arange(5).expand(3, 5),
+                        torch.zeros(3, dtype=torch.long), sampler._model_kwargs(model))
+    held = sum(t.numel() * t.element_size() for t in cache.k + cache.v)
+    assert sampler.kv_bytes_per_token(model) == held // (3 * 5) > 0
+
+
+def test_sampler_cache_grows_in_chunks_and_rows_are_unchanged(monkeypatch):
+    model = tiny_model(seed=3)
+    prompts = [[i + 1, (3 * i) % 40 + 1, (7 * i) % 40 + 1][: 1 + i % 3] for i in range(10)]
+    kw = dict(n=2, max_new_tokens=60, temperature=0, stop_ids=[5, 6, 7], progress=False)
+    made = record_caches(monkeypatch)
+    upfront = sampler.sample(model, prompts, chunk=None, **kw)
+    assert {length for _, length in made} == {64}  # 3 + 60 slots, rounded up to 16, from the start
+    made.clear()
+    growing = sampler.sample(model, prompts, chunk=16, **kw)
+    lengths = [length for _, length in made]
+    assert lengths[0] == 16 and lengths == sorted(lengths) and lengths[-1] == 64  # grown by 16 up to the end
+    assert made[-1][0] < made[0][0]  # the rows that finished were left behind as it grew
+    finishes = {s.finish for g in upfront for s in g}
+    assert finishes == {"stop", "length"}
+    for ga, gb in zip(upfront, growing):
+        for a, b in zip(ga, gb):
+            assert a.tokens == b.tokens and a.finish == b.finish
+            assert torch.allclose(torch.tensor(a.logprobs), torch.tensor(b.logprobs), atol=1e-5)
+
+
+def test_sampler_keeps_the_cache_in_its_budget_and_continues_rows_taken_out(monkeypatch):
+    model = tiny_model(seed=3)
+    prompts = [[i + 1, (3 * i) % 40 + 1, (7 * i) % 40 + 1][: 1 + i % 3] for i in range(10)]
+    per_token = sampler.kv_bytes_per_token(model)
+    budget = 6 * 64  # slots: 6 rows at full length, 24 rows while the cache is 16 long
+    kw = dict(n=2, max_new_tokens=60, stop_ids=[7], chunk=16, progress=False)  # 8 of 20 rows run to 60
+    unbounded = sampler.sample(model, prompts, temperature=0, **kw)
+    made, waves = record_caches(monkeypatch), []
+    wave = sampler.generate_wave
+    monkeypatch.setattr(sampler, "generate_wave", lambda model, seqs, *a: (waves.append(len(seqs)), wave(
+        model, seqs, *a))[1])
+    bounded = sampler.sample(model, prompts, temperature=0, kv_cache_gb=budget * per_token / 1e9, **kw)
+    assert max(rows * length for rows, length in made) <= budget
+    assert waves[0] == 20  # more rows than the up-front allocation's 6 started at once
+    assert len(waves) >= 2  # rows were taken out and continued later
+    for ga, gb in zip(unbounded, bounded):
+        for a, b in zip(ga, gb):
+            assert a.tokens == b.tokens and a.finish == b.finish
+    g = torch.Generator().manual_seed(0)
+    sampled = sampler.sample(model, prompts, temperature=1.0, kv_cache_gb=budget * per_token / 1e9, generator=g,
+                             **kw)
+    assert any(len(s.tokens) > 16 for grp in sampled for s in grp)
+    for prompt, group in zip(prompts, sampled):
+        for s in group:  # continued rows still carry the exact log-probs of what they sampled
+            _, ref = full_logprobs(model, prompt, s.tokens, 1.0)
+            assert torch.allclose(torch.tensor(s.logprobs), ref, atol=1e-4)
+    with pytest.raises(ValueError, match="holds 63 tokens"):
+        sampler.sample(model, prompts, max_new_tokens=60, kv_cache_gb=63 * per_token / 1e9, progress=False)
+
 
 # ----------------------------------------------------------------------------- grpo.py
 import grpo  # noqa: E402
@@ -735,7 +809,8 @@ BAD_SETTINGS = [  # (flag, a bad value): every setting that can be wrong, some o
     ("--iterations", "-1"), ("--m", "0"), ("--m", "1"), ("--vote-temperature", "-1"), ("--vote-top-k", "-1"),
     ("--candidates", "0"), ("--gen-temperature", "-0.5"), ("--gen-top-p", "0"), ("--delta", "-1"), ("--delta", "0.6"),
     ("--eval-file", "missing.jsonl"), ("--eval-k", "0"), ("--device", "tpu"), ("--dtype", "float16"),
-    ("--max-rows", "0"), ("--out", "a-file"), ("--model", "./no/such/model"), ("--model", "."),
+    ("--max-rows", "0"), ("--kv-cache-gb", "-1"), ("--out", "a-file"), ("--model", "./no/such/model"),
+    ("--model", "."),
     *[(f"--{role}-{name}", value) for role in ("challenger", "solver") for name, value in ROLE_BAD],
     ("--challenger-tau", "0"), ("--challenger-tau", "1.5"), ("--challenger-lam", "-1"), ("--solver-loss-agg", "mean"),
     ("--vote-temperature", "nan"),
