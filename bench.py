@@ -292,11 +292,10 @@ CPU_SHAPE = dict(vocab_size=8192, hidden_size=256, intermediate_size=768, num_hi
 
 
 def _dist_rank(rank, world, store, cuda, queue):
-    """One process of the dist bench: the loop's own sampling (rzero.generate) and grpo_step, on a sharded model
+    """One process of the dist bench: the loop's own sampling (dist.sample) and grpo_step, on a sharded model
     (a plain one for 1 CPU process, as `bash run.sh` runs), with every rank's share of a fixed workload."""
     import dist
     import grpo
-    import rzero
     if cuda:
         torch.cuda.set_device(rank)
     if world > 1 or cuda:
@@ -330,10 +329,10 @@ def _dist_rank(rank, world, store, cuda, queue):
 
     kw = dict(max_new_tokens=new, temperature=1.0, stop_ids=[], max_rows=512 if cuda else P * n,  # 512: 34 GB of KV
               compile=cuda, progress=False)
-    rzero.generate(model, prompts[:world], n=2, **{**kw, "max_new_tokens": 8})  # warm-up (and compile)
+    dist.sample(model, prompts[:world], n=2, **{**kw, "max_new_tokens": 8})  # warm-up (and compile)
     grpo.grpo_step(model, opt, batch.rows(torch.arange(min(R, 8 * world), device=device)), cfg)
     gen = torch.Generator(device).manual_seed(rank)
-    sample_s = timed(lambda: rzero.generate(model, prompts, n=n, generator=gen, **kw))
+    sample_s = timed(lambda: dist.sample(model, prompts, n=n, generator=gen, **kw))
     step_s = timed(lambda: grpo.grpo_step(model, opt, batch, cfg))
     if rank == 0:
         queue.put((P * n * new / sample_s, R * T / step_s, model.num_parameters()))
@@ -378,7 +377,8 @@ def main():
     parser.add_argument("--nproc", type=int, default=8, help="dist on GPUs: the most processes (one per GPU)")
     parser.add_argument("--rows", type=int, default=512, help="long: rows in the workload")
     args = parser.parse_args()
-    {"sampler": bench_sampler, "long": bench_long, "grpo": bench_grpo, "bleu": bench_bleu, "dist": bench_dist}[args.what](args)
+    run = {"sampler": bench_sampler, "long": bench_long, "grpo": bench_grpo, "bleu": bench_bleu, "dist": bench_dist}
+    run[args.what](args)
 
 
 if __name__ == "__main__":

@@ -10,9 +10,9 @@ The trained weights and AdamW's states stay float32 and sharded over the ranks; 
 in bfloat16 (MixedPrecisionPolicy) and gradients are reduced in float32. A GPU run without torchrun is a group
 of one, so one GPU and many train through the same path. A CPU run without torchrun uses none of this.
 
-Sampling does not go through FSDP: `replica` all-gathers each parameter once into a plain model in the compute
-dtype, every rank samples its share of the rows on it (`split`), `gather` puts the results back in order on every
-rank, and the replica is freed. Rank 0 writes every file; `barrier` makes the others wait for it.
+Sampling does not go through FSDP: in `sample`, `replica` all-gathers each parameter once into a plain model in
+the compute dtype, every rank samples its share of the rows on it (`split`), `gather` puts the results back in
+order on every rank, and the replica is freed. Rank 0 writes every file; `barrier` makes the others wait for it.
 """
 import os
 
@@ -21,6 +21,8 @@ import torch.distributed as tdist
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 from torch.distributed.tensor import DTensor
+
+import sampler
 
 
 def active():
@@ -142,3 +144,20 @@ def full_state_dict(model):
     """The whole model's weights on rank 0's CPU ({} on the other ranks); every rank must call it."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
     return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def sample(model, prompts, n, **kw):
+    """sampler.sample over every rank: each samples its share of the rows on a gathered copy of the weights
+    (`replica`), and every rank gets all the results, in order. One prompt is shared out by its n samples, several
+    prompts by prompt. In one process this is sampler.sample itself. kv_cache_gb=0: 80% of the GPU memory left
+    free once the replica is built (none on CPU)."""
+    plain = replica(model)
+    kw["progress"] = kw.get("progress", True) and is_main()  # a bar on rank 0's terminal only
+    if kw.get("kv_cache_gb") == 0:
+        cuda = plain.device.type == "cuda"
+        kw["kv_cache_gb"] = 0.8 * torch.cuda.mem_get_info(plain.device)[0] / 1e9 if cuda else None
+    if len(prompts) == 1:
+        share = len(split(n))
+        return [gather(sampler.sample(plain, prompts, n=share, **kw)[0] if share else [])]
+    mine = [prompts[i] for i in split(len(prompts))]
+    return gather(sampler.sample(plain, mine, n=n, **kw) if mine else [])

@@ -8,12 +8,14 @@ The map of the method, in the order of the paper:
 - Challenger reward (Sec. 3.2; RZERO-SPEC Sec. 2.4-2.6): `uncertainty_reward`, `bleu_matrix` and
   `average_linkage_clusters` -> `repetition_penalty`, `challenger_rewards` (with the format check).
 - Solver data set (Sec. 3.3; RZERO-SPEC Sec. 3): `filter_for_solver` (the band |p_hat - 1/2| <= delta).
-- Prompts (RZERO-SPEC Sec. 2.1, 2.4): `PAPER_PROMPTS`, rendered by `render` (chat template or plain fallback).
+- Prompts (RZERO-SPEC Sec. 2.1, 2.4): `PAPER_PROMPTS`, rendered by evaluation.render (chat template or plain
+  fallback).
 - One iteration (Sec. 3, Alg. 1; RZERO-SPEC Sec. 1): `train_challenger` (GRPO, rewards from the current Solver's
   votes), `build_dataset` (N candidates, m votes each, the band), `train_solver` (GRPO toward the pseudo-labels),
   `evaluate_stage` (held-out, never trained on). `run` chains them for K iterations, each role warm-starting
   from its own previous checkpoint, and resumes after the last finished stage.
-Voting is vote.py, sampling sampler.py, GRPO grpo.py, processes and sharding dist.py, the tiny world toy.py.
+Voting is vote.py, sampling sampler.py, GRPO grpo.py, processes and sharding dist.py, the benchmarks and their
+grading evaluation.py, the tiny world toy.py.
 
 Knowing departures: the Challenger's own \\boxed{} answer is ignored, as in the paper (the official code parses it
 wrongly, RZERO-SPEC Sec. 2.3); the Solver reward is the paper's binary match (no 0.1 format term); m = 10 for
@@ -37,9 +39,11 @@ import torch
 from tqdm.auto import tqdm
 
 import dist
+import evaluation
 import grpo
 import sampler
 import vote
+from evaluation import encode, render, stop_ids
 
 # ----------------------------------------------------------------------------- Challenger reward (paper Sec. 3.2)
 
@@ -255,81 +259,14 @@ PAPER_PROMPTS = Prompts(
         "Do NOT output anything else—no explanations, no extra markup."),
     challenger_user="Generate one new, challenging reasoning question now. Remember to format the output exactly "
                     "as instructed.",
-    solver_system="Please reason step by step, and put your final answer within \\boxed{}.",
+    solver_system=evaluation.MATH_SYSTEM,  # the paper's evaluation asks with the Solver's system message
 )
-
-
-def render(tokenizer, system, user):
-    """The prompt text: the tokenizer's chat template, or the official plain fallback when it has none."""
-    if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template([{"role": "system", "content": system},
-                                              {"role": "user", "content": user}],
-                                             add_generation_prompt=True, tokenize=False)
-    return f"system: {system}\nuser: {user}"
-
-
-def encode(tokenizer, text):
-    return tokenizer.encode(text, add_special_tokens=False)  # a chat template already wrote any special tokens
-
-
-def stop_ids(model, tokenizer):
-    ids = model.generation_config.eos_token_id
-    ids = set(ids if isinstance(ids, list) else [ids] if ids is not None else [])
-    return sorted(ids | {tokenizer.eos_token_id} - {None})
-
-
-def generate(model, prompts, n, **kw):
-    """sampler.sample over every rank: each samples its share of the rows on a gathered copy of the weights
-    (dist.replica), and every rank gets all the results, in order. One prompt is shared out by its n samples,
-    several prompts by prompt. In one process this is sampler.sample itself."""
-    plain = dist.replica(model)
-    kw["progress"] = kw.get("progress", True) and dist.is_main()  # a bar on rank 0's terminal only
-    if kw.get("kv_cache_gb") == 0:  # the default: sized by what the GPU has free once the replica is built
-        cuda = plain.device.type == "cuda"
-        kw["kv_cache_gb"] = 0.8 * torch.cuda.mem_get_info(plain.device)[0] / 1e9 if cuda else None
-    longest = (max(map(len, prompts)) + kw["max_new_tokens"] + 16) * sampler.kv_bytes_per_token(plain) / 1e9
-    if kw.get("kv_cache_gb") and kw["kv_cache_gb"] < longest:  # this stage stops; the finished ones are kept
-        raise RZeroError(f"--kv-cache-gb {kw['kv_cache_gb']:.3g} holds less than one row of this stage "
-                         f"({longest:.3g} GB)")
-    if len(prompts) == 1:
-        share = len(dist.split(n))
-        return [dist.gather(sampler.sample(plain, prompts, n=share, **kw)[0] if share else [])]
-    mine = [prompts[i] for i in dist.split(len(prompts))]
-    return dist.gather(sampler.sample(plain, mine, n=n, **kw) if mine else [])
 
 
 def limits(cfg):
     """The sampler's settings of memory and speed, as sampler.sample's keyword arguments."""
     return dict(max_rows=cfg.max_rows, kv_cache_gb=cfg.kv_cache_gb, compile=cfg.compile)
 
-
-def solve(model, tokenizer, prompts, questions, n, temperature, max_new_tokens, top_p=1.0, top_k=0,
-          generator=None, desc="solving", progress=True, **sampling):
-    """The Solver's n extracted \\boxed{} answers (None where absent) for each question."""
-    ids = [encode(tokenizer, render(tokenizer, prompts.solver_system, q)) for q in questions]
-    groups = generate(model, ids, n=n, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                      top_k=top_k, stop_ids=stop_ids(model, tokenizer), generator=generator, desc=desc,
-                      progress=progress, **sampling) if ids else []
-    return [[vote.extract_boxed(tokenizer.decode(s.tokens, skip_special_tokens=True)) for s in g] for g in groups]
-
-
-def evaluate(model, tokenizer, prompts, items, k=10, temperature=1.0, max_new_tokens=4096, seed=0, **sampling):
-    """Accuracy (%) of greedy decoding, mean@k and maj@k on labelled items (question, answer, level), per level
-    and overall. Used only to measure: R-Zero never trains on these answers."""
-    questions = [q for q, _, _ in items]
-    greedy = solve(model, tokenizer, prompts, questions, 1, 0.0, max_new_tokens, desc="eval greedy", **sampling)
-    sampled = solve(model, tokenizer, prompts, questions, k, temperature, max_new_tokens,
-                    generator=rank_generator(model.device, seed), desc=f"eval @{k}", **sampling)
-    rows = {}
-    for (_, gold, level), g, s in zip(items, greedy, sampled):
-        for key in ("all", level) if level is not None else ("all",):
-            r = rows.setdefault(key, Counter())
-            r["greedy"] += vote.equivalent(g[0], gold)
-            r[f"mean@{k}"] += sum(vote.equivalent(a, gold) for a in s) / k
-            r[f"maj@{k}"] += vote.equivalent(vote.majority_vote(s).label, gold)
-            r["n"] += 1
-    return {str(key): {m: (100 * v / r["n"] if m != "n" else v) for m, v in r.items()}
-            for key, r in sorted(rows.items(), key=lambda kv: (kv[0] == "all", str(kv[0])))}
 
 # ----------------------------------------------------------------------------- settings (RZERO-SPEC Sec. 2.2, 4, 9)
 
@@ -382,8 +319,12 @@ class LoopConfig:
     gen_temperature: float = _f(1.0, "temperature of the N candidate questions")
     gen_top_p: float = _f(0.95, "nucleus of the N candidate questions")
     delta: float = _f(0.25, "band half-width: keep |p_hat - 1/2| <= delta (0.5 keeps everything)")
-    eval_file: str = _f("", "JSONL of {question, answer} to measure on (tiny world: its own test set)")
-    eval_k: int = _f(10, "samples per question for mean@k and maj@k")
+    eval_file: list = field(default_factory=list, metadata={"help": (
+        "a benchmark: a JSONL of math or multiple-choice rows, or a folder of them; may be given several times "
+        "(tiny world: its own test set)")})
+    eval_k: int = _f(0, "samples per question for mean@k and maj@k besides greedy (0: greedy only, as the paper)")
+    eval_max_new_tokens: int = _f(4096, "new tokens of an evaluation answer, math")
+    eval_choice_max_new_tokens: int = _f(8192, "new tokens of an evaluation answer, multiple choice")
     oracle_labels: bool = _f(False, "measurement only: train the Solver on exact answers, not the vote")
     oracle_questions: bool = _f(False, "measurement only: the Solver trains on N fresh questions from the tiny "
                                        "world's own generator with exact answers (no Challenger, no vote)")
@@ -408,7 +349,7 @@ class LoopConfig:
 TOY_PRESET = {
     "challenger": dict(prompts=16, group_size=4, mini_batch=4, micro_batch=16, lr=5e-5, max_new_tokens=64),
     "solver": dict(steps=30, prompts=32, group_size=8, mini_batch=32, micro_batch=64, lr=3e-5, max_new_tokens=128),
-    "loop": dict(candidates=1000, max_rows=1024),
+    "loop": dict(candidates=1000, max_rows=1024, eval_k=10, eval_max_new_tokens=128, eval_choice_max_new_tokens=128),
 }
 
 # ----------------------------------------------------------------------------- files: atomic, resumable
@@ -484,28 +425,6 @@ def read_json(path):
         return json.load(f)
 
 
-def read_eval_file(path):
-    """[(question, answer, None)] from a JSONL of {"question", "answer"}; every bad line is reported by number."""
-    if not os.path.isfile(path):
-        raise RZeroError(f"--eval-file {path!r} does not exist")
-    items, bad = [], []
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                items.append((str(row["question"]), str(row["answer"]), None))
-            except (json.JSONDecodeError, KeyError, TypeError):
-                bad.append(n)
-    if bad:
-        raise RZeroError(f"--eval-file {path!r}: line(s) {', '.join(map(str, bad[:10]))}"
-                         f"{' ...' if len(bad) > 10 else ''} are not JSON objects with 'question' and 'answer'")
-    if not items:
-        raise RZeroError(f"--eval-file {path!r} holds no questions")
-    return items
-
-
 def stage_seed(cfg, *names):
     """Each stage seeds its own randomness from the run seed and its name, so a resumed run redoes a stage
     exactly as an uninterrupted run would."""
@@ -529,7 +448,7 @@ def generator(cfg, *names):
 class World:
     base: str  # base model folder or hub id
     prompts: Prompts
-    test: list  # held-out (question, answer, level), for measurement only
+    test: list  # evaluation.Benchmark, for measurement only
     oracle: object = None  # question -> exact answer string or None (tiny world only; measurement and --oracle-labels)
     level: object = None  # question -> difficulty level or None (tiny world only)
     shape: object = None  # question -> its structure with the numbers blanked (tiny world only)
@@ -537,17 +456,16 @@ class World:
 
 
 def make_world(cfg):
+    test = evaluation.read_benchmarks(cfg.eval_file) if cfg.eval_file else []
     if cfg.model:
-        test = read_eval_file(cfg.eval_file) if cfg.eval_file else []
         return World(cfg.model, PAPER_PROMPTS, test)
     import toy
     if dist.is_main():  # rank 0 pretrains the base if it is not cached yet; the others then find it
         toy.build_base(os.path.join("cache", "toy-base"))
     dist.barrier()
     base = toy.build_base(os.path.join("cache", "toy-base"))
-    test = read_eval_file(cfg.eval_file) if cfg.eval_file else toy.test_set()
-    return World(base, Prompts(*toy.CHALLENGER, toy.SOLVER_SYSTEM), test, toy.safe_answer, toy.safe_level,
-                 toy.shape, lambda rng: toy.make_question(rng, rng.choice(toy.LEVELS)))
+    return World(base, Prompts(*toy.CHALLENGER, toy.SOLVER_SYSTEM), test or [toy.test_set()], toy.safe_answer,
+                 toy.safe_level, toy.shape, lambda rng: toy.make_question(rng, rng.choice(toy.LEVELS)))
 
 # ----------------------------------------------------------------------------- the stages of one iteration
 
@@ -555,9 +473,9 @@ def make_world(cfg):
 def vote_answers(solver, tokenizer, world, cfg, sv, questions, gen, desc=None):
     """The Solver's m answers to every question (None where there is no question); a progress bar if desc."""
     valid = [q for q in questions if q is not None]
-    answers = iter(solve(solver, tokenizer, world.prompts, valid, cfg.m, cfg.vote_temperature, sv.max_new_tokens,
-                         top_k=cfg.vote_top_k, generator=gen, **limits(cfg),
-                         desc=desc, progress=desc is not None))
+    answers = iter(evaluation.solve(solver, tokenizer, world.prompts.solver_system, valid, cfg.m,
+                                    cfg.vote_temperature, sv.max_new_tokens, top_k=cfg.vote_top_k, generator=gen,
+                                    desc=desc, progress=desc is not None, **limits(cfg)))
     return [next(answers) if q is not None else None for q in questions]
 
 
@@ -616,9 +534,9 @@ def train_challenger(cfg, ch, sv, world, it, init, solver_dir, out_dir):
     gen, rows, samples = generator(cfg, it, "challenger"), [], []
     for step in tqdm(range(ch.steps), desc=f"iter {it}: Challenger GRPO", unit="step", disable=bar_off()):
         t0 = time.time()
-        outs = generate(model, [prompt], n=ch.prompts * ch.group_size, max_new_tokens=ch.max_new_tokens,
-                        temperature=ch.temperature, top_p=ch.top_p, stop_ids=stop_ids(model, tok), generator=gen,
-                        **limits(cfg), progress=False)[0]
+        outs = dist.sample(model, [prompt], n=ch.prompts * ch.group_size, max_new_tokens=ch.max_new_tokens,
+                           temperature=ch.temperature, top_p=ch.top_p, stop_ids=stop_ids(model, tok), generator=gen,
+                           progress=False, **limits(cfg))[0]
         texts = [tok.decode(o.tokens, skip_special_tokens=True) for o in outs]
         answers = vote_answers(solver, tok, world, cfg, sv, [vote.extract_question(t) for t in texts], gen)
         rewards = challenger_rewards(texts, answers, ch.tau, ch.lam, ch.official_reward)
@@ -645,10 +563,9 @@ def build_dataset(cfg, ch, sv, world, it, challenger_dir, solver_dir, path):
     model, tok = load_model(challenger_dir, cfg, frozen=True)
     prompt = encode(tok, render(tok, world.prompts.challenger_system, world.prompts.challenger_user))
     gen = generator(cfg, it, "dataset")
-    outs = generate(model, [prompt], n=cfg.candidates, max_new_tokens=ch.max_new_tokens,
-                    temperature=cfg.gen_temperature, top_p=cfg.gen_top_p, stop_ids=stop_ids(model, tok),
-                    generator=gen, **limits(cfg),
-                    desc=f"iter {it}: candidate questions")[0]
+    outs = dist.sample(model, [prompt], n=cfg.candidates, max_new_tokens=ch.max_new_tokens,
+                       temperature=cfg.gen_temperature, top_p=cfg.gen_top_p, stop_ids=stop_ids(model, tok),
+                       generator=gen, desc=f"iter {it}: candidate questions", **limits(cfg))[0]
     questions = [vote.extract_question(tok.decode(o.tokens, skip_special_tokens=True)) for o in outs]
     del model
     solver, tok = load_model(solver_dir, cfg, frozen=True)
@@ -682,7 +599,8 @@ def world_dataset(cfg, world, it, path):
     test's own), labelled exactly. What the Solver recipe reaches on such data is the reference for what a
     Challenger and a vote give it."""
     t0 = time.time()
-    rng, held_out, rows = random.Random(stage_seed(cfg, it, "dataset")), {q for q, _, _ in world.test}, []
+    rng, rows = random.Random(stage_seed(cfg, it, "dataset")), []
+    held_out = {r["question"] for b in world.test for r in b.rows}
     while len(rows) < cfg.candidates:
         q = world.question(rng)
         if q not in held_out:
@@ -718,9 +636,9 @@ def train_solver(cfg, sv, world, it, init, data_path, out_dir):
                 order = rng.sample(range(len(data)), len(data))  # a new epoch, reshuffled
             batch_rows.append(data[order.pop()])
         prompts = [encode(tok, render(tok, world.prompts.solver_system, r["question"])) for r in batch_rows]
-        groups = generate(model, prompts, n=sv.group_size, max_new_tokens=sv.max_new_tokens,
-                          temperature=sv.temperature, top_p=sv.top_p, stop_ids=stop_ids(model, tok), generator=gen,
-                          **limits(cfg), progress=False)
+        groups = dist.sample(model, prompts, n=sv.group_size, max_new_tokens=sv.max_new_tokens,
+                             temperature=sv.temperature, top_p=sv.top_p, stop_ids=stop_ids(model, tok),
+                             generator=gen, progress=False, **limits(cfg))
         preds = [[vote.extract_boxed(tok.decode(s.tokens, skip_special_tokens=True)) for s in g] for g in groups]
         labels = [r["answer"] if cfg.oracle_labels else r["label"] for r in batch_rows]
         rewards = torch.tensor([[float(vote.equivalent(p, lab)) for p in ps] for ps, lab in zip(preds, labels)])
@@ -740,17 +658,19 @@ def train_solver(cfg, sv, world, it, init, data_path, out_dir):
     return f"reward {rows[0]['reward']:.3f} -> {rows[-1]['reward']:.3f} over {len(rows)} steps"
 
 
-def evaluate_stage(cfg, sv, world, model_dir, path):
+def evaluate_stage(cfg, world, model_dir, path):
+    """Every benchmark, graded as the paper grades (evaluation.py): greedy, plus mean@k and maj@k when k > 0."""
     t0 = time.time()
     model, tok = load_model(model_dir, cfg, frozen=True)
-    # mean@k and maj@k sample at temperature 1.0 whatever the vote temperature, so runs stay comparable
-    table = evaluate(model, tok, world.prompts, world.test, cfg.eval_k, 1.0, sv.max_new_tokens,
-                     seed=stage_seed(cfg, "eval"), **limits(cfg))
-    table["seconds"] = round(time.time() - t0, 1)
-    write_json(path, table)
-    a = table["all"]
-    return f"greedy {a['greedy']:.1f}%, mean@{cfg.eval_k} {a[f'mean@{cfg.eval_k}']:.1f}%, maj@{cfg.eval_k} " \
-           f"{a[f'maj@{cfg.eval_k}']:.1f}%"
+    table = evaluation.evaluate(model, tok, world.test, world.prompts.solver_system, cfg.eval_k,
+                                cfg.eval_max_new_tokens, cfg.eval_choice_max_new_tokens, generator(cfg, "eval"),
+                                **limits(cfg))
+    averages = evaluation.averages(table)
+    write_json(path, {"benchmarks": table, "averages": averages, "seconds": round(time.time() - t0, 1)})
+    figures = [f"{name} {t['all']['greedy']:.1f}%" for name, t in table.items()]
+    if len(table) > 1:
+        figures += [f"{name} {v:.1f}%" for name, v in averages.items()]
+    return "greedy " + ", ".join(figures)
 
 # ----------------------------------------------------------------------------- the loop (paper Sec. 3, Alg. 1)
 
@@ -788,7 +708,7 @@ def run(cfg, ch, sv):
     write_json(config_path, resolved)
     if world.test:
         os.makedirs(os.path.join(cfg.out, "base"), exist_ok=True)
-        stage(os.path.join(cfg.out, "base", "eval.json"), "base: eval", evaluate_stage, cfg, sv, world, world.base,
+        stage(os.path.join(cfg.out, "base", "eval.json"), "base: eval", evaluate_stage, cfg, world, world.base,
               os.path.join(cfg.out, "base", "eval.json"))
     challenger, solver = world.base, world.base
     for it in range(1, cfg.iterations + 1):
@@ -808,7 +728,7 @@ def run(cfg, ch, sv):
               os.path.join(d, "solver"))
         solver = os.path.join(d, "solver")
         if world.test:
-            stage(os.path.join(d, "eval.json"), f"iter {it}: eval", evaluate_stage, cfg, sv, world, solver,
+            stage(os.path.join(d, "eval.json"), f"iter {it}: eval", evaluate_stage, cfg, world, solver,
                   os.path.join(d, "eval.json"))
     log(summarize(cfg))
 
@@ -821,16 +741,20 @@ def _read_jsonl(path):
 
 
 def summarize(cfg):
-    """The final table, from the files the stages wrote: summary.json and summary.md in the output folder."""
-    k = cfg.eval_k
-    rows = []
+    """The final tables, from the files the stages wrote: summary.json and summary.md in the output folder."""
+    k, rows, tables = cfg.eval_k, [], {}
     for it in range(0, cfg.iterations + 1):
         d = os.path.join(cfg.out, "base" if it == 0 else f"iter{it}")
         ev = read_json(os.path.join(d, "eval.json")) if os.path.exists(os.path.join(d, "eval.json")) else {}
         row = {"iteration": "base" if it == 0 else it}
         if ev:
-            row.update({m: ev["all"][m] for m in ("greedy", f"mean@{k}", f"maj@{k}")})
-            row["levels_greedy"] = {lv: r["greedy"] for lv, r in ev.items() if lv not in ("all", "seconds")}
+            bench = ev["benchmarks"]
+            tables[iteration_name(row["iteration"])] = bench
+            row.update({m: {name: t["all"][m] for name, t in bench.items()}
+                        for m in ("greedy", *((f"mean@{k}", f"maj@{k}") if k else ()))})
+            row["averages"] = ev["averages"]
+            row["levels_greedy"] = {name: {lv: r["greedy"] for lv, r in t.items() if lv not in ("all", "kind")}
+                                    for name, t in bench.items()}
         if it:
             ds = read_json(os.path.join(d, "dataset_stats.json"))
             chm = _read_jsonl(os.path.join(d, "challenger_metrics.jsonl"))
@@ -844,35 +768,51 @@ def summarize(cfg):
                                     "eval": ev.get("seconds")}})
         rows.append(row)
     write_json(os.path.join(cfg.out, "summary.json"), rows)
-    md = markdown_table(rows, k)
+    md = markdown_tables(rows, tables, k)
     write_file(os.path.join(cfg.out, "summary.md"), md)
     return md
 
 
-def markdown_table(rows, k):
+def iteration_name(iteration):
+    return "base" if iteration == "base" else f"iter {iteration}"
+
+
+def markdown_tables(rows, tables, k):
     def fmt(v, pct=False, spec=".3g"):
         if v is None:
             return "–"
         return f"{100 * v:.0f}%" if pct else format(v, spec) if isinstance(v, float) else str(v)
-    head = ["iter", "greedy", f"mean@{k}", f"maj@{k}", "labels right", "in band before→after", "data set",
-            "difficulty", "2-grams/q", "pairwise BLEU", "shapes", "seconds (C / D / S / E)"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = []
+    if tables:
+        lines += ["Greedy accuracy (%), as the paper reports it:", "", evaluation.format_table(tables)]
+    names = list(dict.fromkeys(n for r in rows for n in r.get("greedy", {})))
+    if k and names:
+        lines += [f"mean@{k} / maj@{k} (%):", "", "| | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
+        for r in rows:
+            if f"mean@{k}" in r:
+                cells = [f"{fmt(r[f'mean@{k}'].get(n), spec='.1f')} / {fmt(r[f'maj@{k}'].get(n), spec='.1f')}"
+                         for n in names]
+                lines.append(f"| {iteration_name(r['iteration'])} | " + " | ".join(cells) + " |")
+        lines.append("")
+    head = ["iter", "labels right", "in band before→after", "data set", "difficulty", "2-grams/q", "pairwise BLEU",
+            "shapes", "seconds (C / D / S / E)"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         s = r.get("seconds", {})
         band = f"{fmt(r.get('in_band_before'), True)}→{fmt(r.get('in_band_after'), True)}" if "dataset" in r else "–"
-        cells = [r["iteration"], fmt(r.get("greedy"), spec=".1f"), fmt(r.get(f"mean@{k}"), spec=".1f"),
-                 fmt(r.get(f"maj@{k}"), spec=".1f"),
-                 fmt(r.get("label_accuracy"), True), band, fmt(r.get("dataset")), fmt(r.get("difficulty")),
-                 fmt(r.get("distinct_2grams_per_q")), fmt(r.get("mean_pairwise_bleu")), fmt(r.get("distinct_shapes")),
+        cells = [iteration_name(r["iteration"]), fmt(r.get("label_accuracy"), True), band, fmt(r.get("dataset")),
+                 fmt(r.get("difficulty")), fmt(r.get("distinct_2grams_per_q")), fmt(r.get("mean_pairwise_bleu")),
+                 fmt(r.get("distinct_shapes")),
                  " / ".join(fmt(s.get(x)) for x in ("challenger", "dataset", "solver", "eval")) if s else "–"]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
-    levels = sorted({lv for r in rows for lv in r.get("levels_greedy", {})})
-    if levels:
-        lines += ["", "Greedy accuracy (%) per level:", "", "| iter | " + " | ".join(levels) + " |",
-                  "|" + "---|" * (len(levels) + 1)]
-        lines += ["| " + " | ".join([str(r["iteration"])] + [fmt(r["levels_greedy"].get(lv), spec=".0f")
-                                                            for lv in levels]) + " |"
-                  for r in rows if "levels_greedy" in r]
+    for name in names:
+        levels = sorted({lv for r in rows for lv in r.get("levels_greedy", {}).get(name, {})})
+        if levels:
+            lines += ["", f"Greedy accuracy (%) per level, {name}:", "", "| iter | " + " | ".join(levels) + " |",
+                      "|" + "---|" * (len(levels) + 1)]
+            lines += ["| " + " | ".join([iteration_name(r["iteration"])] + [
+                fmt(r["levels_greedy"][name].get(lv), spec=".0f") for lv in levels]) + " |"
+                      for r in rows if name in r.get("levels_greedy", {})]
     return "\n".join(lines) + "\n"
 
 # ----------------------------------------------------------------------------- command line
@@ -899,6 +839,9 @@ def build_parser():
             if f.type is bool:
                 group.add_argument(flag(prefix, f.name), action=argparse.BooleanOptionalAction, default=None,
                                    help=f"{f.metadata['help']} (default {'on' if f.default else 'off'})")
+            elif f.type is list:
+                group.add_argument(flag(prefix, f.name), action="append", default=None, metavar="PATH",
+                                   help=f.metadata["help"])
             else:
                 group.add_argument(flag(prefix, f.name), type=f.type, default=None, metavar=f.type.__name__.upper(),
                                    help=f"{f.metadata['help']} (default {f.default!r})")
@@ -928,12 +871,12 @@ _UNIT = (lambda v: 0 < v <= 1, "in (0, 1]")
 # The allowed values of every setting, by field name (a name means the same thing in every role). Booleans and
 # the seed take any value; --model, --out and --eval-file are files, checked in check_settings.
 RULES = {
-    **dict.fromkeys(("iterations", "candidates", "eval_k", "max_rows", "steps", "prompts", "mini_batch",
-                     "micro_batch", "max_new_tokens"), _COUNT),
+    **dict.fromkeys(("iterations", "candidates", "max_rows", "steps", "prompts", "mini_batch", "micro_batch",
+                     "max_new_tokens", "eval_max_new_tokens", "eval_choice_max_new_tokens"), _COUNT),
     "m": (lambda v: v >= 2, "at least 2"),
     "group_size": (lambda v: v >= 2, "at least 2 (a group of one has no baseline: GRPO learns nothing)"),
-    **dict.fromkeys(("vote_temperature", "gen_temperature", "vote_top_k", "kl_coef", "lam", "kv_cache_gb"),
-                    _NONNEGATIVE),
+    **dict.fromkeys(("vote_temperature", "gen_temperature", "vote_top_k", "kl_coef", "lam", "kv_cache_gb",
+                     "eval_k"), _NONNEGATIVE),
     "temperature": (lambda v: v > 0, "above 0 (GRPO divides the logits by it)"),
     **dict.fromkeys(("top_p", "gen_top_p", "tau"), _UNIT),
     "delta": (lambda v: 0 <= v <= 0.5, "in [0, 0.5]"),
@@ -972,9 +915,9 @@ def check_settings(cfg, ch, sv):
         problems.append(f"--out {cfg.out!r} must be a folder")
     if cfg.eval_file:
         try:
-            read_eval_file(cfg.eval_file)
-        except RZeroError as e:
-            problems.append(str(e))
+            evaluation.read_benchmarks(cfg.eval_file)
+        except ValueError as e:
+            problems.append(f"--eval-file {e}")
 
     warnings = []
     if (cfg.vote_temperature == 0 or cfg.vote_top_k == 1) and cfg.delta < 0.5 and not cfg.oracle_questions:
@@ -1002,9 +945,10 @@ def main(argv=None):
         except ValueError as e:
             raise RZeroError(str(e)) from None
         run(*configs)
-    except RZeroError as e:
+    except (RZeroError, sampler.BudgetError) as e:
         if dist.is_main():
-            print("\n".join(f"rzero: {line}" for line in str(e).splitlines()), file=sys.stderr)
+            lines = [f"--kv-cache-gb: {e}"] if isinstance(e, sampler.BudgetError) else str(e).splitlines()
+            print("\n".join(f"rzero: {line}" for line in lines), file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt as e:
         if dist.is_main():

@@ -42,6 +42,10 @@ class Sample:
     finish: str  # "stop" or "length"
 
 
+class BudgetError(ValueError):
+    """kv_cache_gb cannot hold one row at its longest."""
+
+
 class KVCache:
     """Keys and values preallocated as (B, H, S, D) per layer; the part of transformers' Cache a forward uses.
 
@@ -143,6 +147,11 @@ def _round_up(x, step):
     return -(-x // step) * step
 
 
+def _cache_length(cur, cap, chunk):
+    """Slots for a batch whose next write is at slot `cur`: the next multiple of chunk, at most cap (no chunk: cap)."""
+    return min(cap, _round_up(cur + 1, chunk)) if chunk else cap
+
+
 def _row_bucket(rows, down=False):
     """The row counts a compiled decode step sees after compaction: powers of two up to 64, then multiples of 64.
     The smallest bucket holding `rows`, or with down=True the largest that `rows` holds."""
@@ -165,7 +174,6 @@ def generate_wave(model, seqs, remaining, temperature=1.0, top_p=1.0, top_k=0, s
     device = model.device
     L, T = max(map(len, seqs)), max(remaining)
     cap = _round_up(L + T, 16)  # no row goes past slot L + T - 1
-    size = (lambda cur: min(cap, _round_up(cur + 1, chunk))) if chunk else (lambda cur: cap)
     unique = {}
     src = torch.tensor([unique.setdefault(tuple(s), len(unique)) for s in seqs], device=device)  # (B,)
     prompts = list(unique)  # rows with the same tokens (a fresh prompt's n samples) share one prefill
@@ -180,7 +188,7 @@ def generate_wave(model, seqs, remaining, temperature=1.0, top_p=1.0, top_k=0, s
     prefill.slot = torch.arange(L, device=device)
     kwargs = _model_kwargs(model)
     logits = forward(model, prefill, ids, positions, pad_len, kwargs)  # (P, V)
-    cache = prefill.select(src, size(L))
+    cache = prefill.select(src, _cache_length(L, cap, chunk))
     del prefill
     if compile:
         cache.mark_static()
@@ -218,7 +226,7 @@ def generate_wave(model, seqs, remaining, temperature=1.0, top_p=1.0, top_k=0, s
             if n_live == 0:
                 break
             if grow or n_live <= len(done) // 2:  # compaction: keep the live rows only, in a longer cache if full
-                length = size(cur) if grow else cache.length
+                length = _cache_length(cur, cap, chunk) if grow else cache.length
                 keep = (~done).nonzero()[:, 0]
                 fits = n_live if budget is None else budget // length
                 if compile and budget is not None:  # a bucket, so that padding to a bucket stays in the budget
@@ -261,7 +269,7 @@ def sample(model, prompts, n=1, max_new_tokens=256, temperature=1.0, top_p=1.0, 
     budget = None if kv_cache_gb is None else round(kv_cache_gb * 1e9) // per_token  # in cache slots
     longest = _round_up(max(map(len, prompts)) + max_new_tokens, 16)
     if budget is not None and budget < longest:
-        raise ValueError(f"kv_cache_gb={kv_cache_gb:g} holds {budget} tokens of KV cache ({per_token} bytes each); "
+        raise BudgetError(f"kv_cache_gb={kv_cache_gb:g} holds {budget} tokens of KV cache ({per_token} bytes each); "
                          f"one row of the longest prompt and max_new_tokens={max_new_tokens} needs up to {longest}")
     pad_id = model.config.pad_token_id if model.config.pad_token_id is not None else 0
     tokens, logprobs, finish = [[] for _ in range(len(prompts) * n)], [[] for _ in range(len(prompts) * n)], {}
@@ -272,8 +280,7 @@ def sample(model, prompts, n=1, max_new_tokens=256, temperature=1.0, top_p=1.0, 
         wave, L = [], 0
         for r, s in zip(queue, seqs):  # as many rows as the cache holds when the wave starts
             L = max(L, len(s))
-            start = _round_up(L + max_new_tokens, 16)  # the wave's first cache length, as generate_wave sizes it
-            start = min(start, _round_up(L + 1, chunk)) if chunk else start
+            start = _cache_length(L, _round_up(L + max_new_tokens, 16), chunk)  # at most generate_wave's first
             if len(wave) == max_rows or (budget is not None and wave and (len(wave) + 1) * start > budget):
                 break
             wave.append(r)

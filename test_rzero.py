@@ -78,6 +78,10 @@ def test_normalize(raw, expected):
     ("-\\frac{1}{2}", "-0.5"), ("\\frac{-1}{2}", "-1/2"), ("50\\%", "50"), ("x = 5", "5"), ("1,000", "1000"),
     ("(1,2)", "(1, 2.0)"), ("[0,\\frac{1}{2})", "[0, 0.5)"), ("\\left[1,2\\right]", "[1,2]"), ("\\text{B}", "b"),
     ("10\\text{ cm}", "10"), ("$\\sqrt{2}$", "\\sqrt{2}"),
+    # what the MATH grader (mathruler's grade_answer) also accepts
+    ("2\\sqrt3", "2\\sqrt{3}"), ("\\$5", "5"), ("\\$1,000", "1000"), ("\\text{(B)}", "B"), ("(C)", "c"),
+    ("3\\frac{3}{4}", "3.75"), ("3\\frac34", "15/4"), ("-2\\dfrac{1}{2}", "-2.5"), ("10\\%", "10"),
+    ("45^{\\circ}", "45"), ("y = \\tfrac{1}{3}", "\\frac{1}{3}")
 ])
 def test_equivalent_true(a, b):
     assert vote.equivalent(a, b) and vote.equivalent(b, a)
@@ -86,9 +90,20 @@ def test_equivalent_true(a, b):
 @pytest.mark.parametrize("a, b", [
     ("1/2", "2"), ("(1,2)", "(2,1)"), ("[1,2)", "[1,2]"), ("(1,2)", "(1,2,3)"), ("3", "-3"), ("0.333", "1/3"),
     ("", ""), (None, None), ("5", None), ("\\frac{1}{0}", "\\frac{2}{0}x"), ("x+1", "1+x"), ("12", "1,2"),
+    ("3\\frac{3}{4}", "9/4"), ("2\\sqrt3", "2\\sqrt{3}x"), ("(1)", "1"), ("(B)", "C"), ("2\\frac{-1}{2}", "1.5"),
 ])
 def test_equivalent_false(a, b):
     assert not vote.equivalent(a, b) and not vote.equivalent(b, a)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("so \\boxed{C}", "C"), ("\\boxed{(C)}", "C"), ("\\boxed{\\text{(C)}}", "C"), ("\\boxed{C: 12 cm}", "C"),
+    ("\\boxed{C. red}", "C"), ("\\boxed{\\textbf{B}}", "B"), ("\\boxed{ $D$ }", "D"), ("\\boxed{A} or \\boxed{B}", "B"),
+    ("\\boxed{Cat}", None), ("\\boxed{J}", None), ("The answer is C", None), ("\\boxed{}", None), ("\\boxed{c}", None),
+    ("\\boxed{12}", None),
+])
+def test_extract_choice(text, expected):
+    assert vote.extract_choice(text, n_options=4) == expected  # J is past the fourth option
 
 
 def test_majority_vote_known_cases():
@@ -109,7 +124,8 @@ def test_vote_functions_are_fast_and_total_on_adversarial_input():
     cases = [
         "{" * 100_000, "}" * 100_000, "\\boxed{" * 20_000, "\\boxed{" + "{" * 50_000 + "}" * 49_999,
         "1" * 100_000 + "x", "(" + "1," * 50_000 + "1)", "\\frac{" * 30_000, "<question>" * 20_000,
-        "1,000" * 20_000, "9" * 5_000 + ".5", "\\text{" * 30_000, "-" * 100_000 + "1",
+        "1,000" * 20_000, "9" * 5_000 + ".5", "\\text{" * 30_000, "-" * 100_000 + "1", "1\\frac{" * 30_000,
+        "\\sqrt" * 30_000 + "3", "(" * 50_000 + "b" + ")" * 50_000, "\\boxed{" + "(" * 50_000 + "A}",
     ]
     cases += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 300))) for _ in range(2000)]
     start = time.perf_counter()
@@ -118,6 +134,7 @@ def test_vote_functions_are_fast_and_total_on_adversarial_input():
         vote.extract_question(s)
         vote.normalize(s)
         vote.equivalent(s, s[::-1])
+        vote.extract_choice(s)
     vote.majority_vote(cases[:12])
     assert time.perf_counter() - start < 20  # a hang or quadratic blow-up would take minutes, not seconds
 
@@ -491,6 +508,7 @@ def test_grpo_step_skips_zero_advantage_rollouts():
 # ----------------------------------------------------------------------------- rzero.py: Challenger reward, data set
 import numpy as np  # noqa: E402
 
+import evaluation  # noqa: E402
 import rzero  # noqa: E402
 
 
@@ -656,7 +674,7 @@ def test_tokenizer_round_trips_the_corpus_and_reloads(tmp_path):
     ids = torch.tensor([tok2.encode("Solve.\n1 + 2\n")])
     assert tok2.eos_token_id == tok.eos_token_id and tok2.pad_token_id == tok.pad_token_id
     assert torch.allclose(again(ids).logits, model(ids).logits, atol=1e-6)
-    assert rzero.render(tok2, "S", "U") == "S\nU\n"  # the tiny world's chat template
+    assert evaluation.render(tok2, "S", "U") == "S\nU\n"  # the tiny world's chat template
 
 
 def test_worked_share_sets_the_solution_habit():
@@ -713,6 +731,11 @@ import json  # noqa: E402
 from dataclasses import fields  # noqa: E402
 
 
+def write_lines(path, rows):
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return str(path)
+
+
 @pytest.fixture(scope="module")
 def micro_world(tmp_path_factory):
     """A micro base model of the tiny world (seconds to pretrain) and a six-question eval file."""
@@ -720,14 +743,17 @@ def micro_world(tmp_path_factory):
     toy.pretrain(str(d / "base"), steps=150, rows=8, length=128, lr=1e-2, warmup=10,
                  model_kw=dict(hidden=64, layers=2, heads=2, kv_heads=1), progress=False)
     with open(d / "eval.jsonl", "w") as f:
-        for q, a, _ in toy.test_set()[::90]:
-            f.write(json.dumps({"question": q, "answer": a}) + "\n")
+        for r in toy.test_set().rows[::90]:
+            f.write(json.dumps({"question": r["question"], "answer": r["answer"]}) + "\n")
+    write_lines(d / "pick.jsonl", [{"question": q, "options": [str(v), str(toy.answer(q))], "answer": "B"}
+                                   for q, v in (("1+2", 4), ("3*3", 8))])
     return d
 
 
 def loop_args(out, world, *extra):
     return ["--out", str(out), "--iterations", "2", "--candidates", "16", "--eval-file", str(world / "eval.jsonl"),
-            "--eval-k", "2", "--delta", "0.5", "--challenger-steps", "2", "--challenger-prompts", "4",
+            "--eval-file", str(world / "pick.jsonl"), "--eval-choice-max-new-tokens", "24", "--eval-k", "2",
+            "--delta", "0.5", "--challenger-steps", "2", "--challenger-prompts", "4",
             "--challenger-group-size", "2", "--challenger-mini-batch", "2", "--challenger-max-new-tokens", "40",
             "--solver-steps", "2", "--solver-prompts", "4", "--solver-group-size", "2", "--solver-mini-batch", "4",
             "--solver-max-new-tokens", "40", *extra]
@@ -753,7 +779,9 @@ def test_loop_runs_end_to_end_and_resumes_after_a_kill(micro_world, tmp_path, mo
     out, err = capsys.readouterr()
     assert "[iter 2: eval] greedy" in out and err == ""  # stderr is no terminal: no progress bars, no loading bars
     summary = json.load(open(tmp_path / "a" / "summary.json"))
-    assert [r["iteration"] for r in summary] == ["base", 1, 2] and "greedy" in summary[2]
+    assert [r["iteration"] for r in summary] == ["base", 1, 2] and set(summary[2]["greedy"]) == {"eval", "pick"}
+    assert set(summary[2]["averages"]) == {"MATH AVG", "Overall AVG"}
+    assert "| iter 2 |" in open(tmp_path / "a" / "summary.md").read() and "Overall AVG" in out
     assert summary[1]["dataset"] > 0 and 0 <= summary[1]["label_accuracy"] <= 1
     assert os.path.exists(tmp_path / "a" / "iter1" / "challenger" / "model.safetensors")
 
@@ -793,8 +821,18 @@ def test_loop_switches_oracle_labels_and_base_challenger(micro_world, tmp_path, 
     assert json.load(open(tmp_path / "q" / "summary.json"))[1]["label_accuracy"] == 1.0
 
 
+def test_a_kv_budget_below_one_row_stops_the_stage_in_one_line(micro_world, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(toy, "build_base", lambda *a, **k: str(micro_world / "base"))
+    with pytest.raises(SystemExit) as stop:
+        rzero.main(loop_args(tmp_path / "a", micro_world, "--kv-cache-gb", "1e-6"))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and len(err) == 1 and err[0].startswith("rzero: --kv-cache-gb: kv_cache_gb=1e-06 holds")
+    assert os.path.exists(tmp_path / "a" / "config.json") and not os.path.exists(tmp_path / "a" / "base" / "eval.json")
+
+
 def test_oracle_questions_leave_out_the_test_set_and_are_labelled_exactly(tmp_path):
-    world = rzero.World("", rzero.PAPER_PROMPTS, [("1+1", "2", 1)], toy.safe_answer, toy.safe_level,
+    test = [evaluation.Benchmark("t", "math", [{"question": "1+1", "answer": "2"}])]
+    world = rzero.World("", rzero.PAPER_PROMPTS, test, toy.safe_answer, toy.safe_level,
                         question=lambda rng: rng.choice(["1+1", "2*3-9"]))
     rzero.world_dataset(rzero.LoopConfig(candidates=5), world, 1, str(tmp_path / "d.jsonl"))
     rows = rzero._read_jsonl(tmp_path / "d.jsonl")
@@ -808,7 +846,8 @@ ROLE_BAD = [("steps", "0"), ("prompts", "0"), ("group-size", "1"), ("mini-batch"
 BAD_SETTINGS = [  # (flag, a bad value): every setting that can be wrong, some on both sides of their range
     ("--iterations", "-1"), ("--m", "0"), ("--m", "1"), ("--vote-temperature", "-1"), ("--vote-top-k", "-1"),
     ("--candidates", "0"), ("--gen-temperature", "-0.5"), ("--gen-top-p", "0"), ("--delta", "-1"), ("--delta", "0.6"),
-    ("--eval-file", "missing.jsonl"), ("--eval-k", "0"), ("--device", "tpu"), ("--dtype", "float16"),
+    ("--eval-file", "missing.jsonl"), ("--eval-k", "-1"), ("--eval-max-new-tokens", "0"),
+    ("--eval-choice-max-new-tokens", "0"), ("--device", "tpu"), ("--dtype", "float16"),
     ("--max-rows", "0"), ("--kv-cache-gb", "-1"), ("--out", "a-file"), ("--model", "./no/such/model"),
     ("--model", "."),
     *[(f"--{role}-{name}", value) for role in ("challenger", "solver") for name, value in ROLE_BAD],
@@ -871,23 +910,12 @@ def test_bad_input_is_one_clear_line(argv, message, capsys):
     assert stop.value.code == 2 and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
-def test_eval_file_errors_name_their_lines(tmp_path):
-    f = tmp_path / "eval.jsonl"
-    f.write_text('{"question": "1+1", "answer": "2"}\nnot json\n\n{"question": "x"}\n')
-    with pytest.raises(rzero.RZeroError, match=r"line\(s\) 2, 4 "):
-        rzero.read_eval_file(str(f))
-    with pytest.raises(rzero.RZeroError, match="does not exist"):
-        rzero.read_eval_file(str(tmp_path / "missing.jsonl"))
-    (tmp_path / "empty.jsonl").write_text("\n")
-    with pytest.raises(rzero.RZeroError, match="no questions"):
-        rzero.read_eval_file(str(tmp_path / "empty.jsonl"))
-
-
 def test_render_uses_the_chat_template_or_the_official_fallback():
     class Plain:
         chat_template = None
-    assert rzero.render(Plain(), "S", "U") == "system: S\nuser: U"
-    assert rzero.render(toy.make_tokenizer(), "S", "U") == "S\nU\n"
+    assert evaluation.render(Plain(), "S", "U") == "system: S\nuser: U"
+    assert evaluation.render(Plain(), None, "U") == "user: U"  # multiple choice: no system message
+    assert evaluation.render(toy.make_tokenizer(), "S", "U") == "S\nU\n"
 
 
 def test_diversity_measures_collapse():
@@ -900,6 +928,115 @@ def test_diversity_measures_collapse():
     assert collapsed["distinct_2grams_per_q"] < varied["distinct_2grams_per_q"]
 
 # ----------------------------------------------------------------------------- dist.py: two gloo processes
+# ----------------------------------------------------------------------------- evaluation.py
+
+
+def test_benchmarks_are_read_by_kind_and_named_after_their_files(tmp_path):
+    (tmp_path / "evals").mkdir()
+    write_lines(tmp_path / "evals" / "gsm8k.jsonl", [{"question": "1+1?", "answer": 2}, "",
+                                                    {"question": "2+2?", "answer": "4", "level": 1}])
+    write_lines(tmp_path / "evals" / "mmlu-pro.jsonl", [{"question": "Q?", "options": ["x", "y", "z"], "answer": "C"}])
+    (tmp_path / "evals" / "notes.txt").write_text("not a benchmark")
+    extra = write_lines(tmp_path / "aime.jsonl", [{"question": "Find n.", "answer": "12"}])
+    math, choice, aime = evaluation.read_benchmarks([str(tmp_path / "evals"), extra])
+    assert [(b.name, b.kind) for b in (math, choice, aime)] == [("gsm8k", "math"), ("mmlu-pro", "choice"),
+                                                                 ("aime", "math")]
+    assert math.rows == [{"question": "1+1?", "answer": "2"}, {"question": "2+2?", "answer": "4", "level": "1"}]
+    assert evaluation.choice_question(choice.rows[0]) == (
+        "Q?\nOptions are:\n(A): x\n(B): y\n(C): z\n\n\nPlease reason step by step, and put your final answer option "
+        "within \\boxed{}. Only put the option letter in the box, e.g. \\boxed{A}. There is only one correct answer.")
+    with pytest.raises(ValueError, match="two benchmarks are named 'aime'"):
+        evaluation.read_benchmarks([extra, extra])
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([{"question": "Q", "options": ["a", "b"], "answer": "C"}], r"bad.jsonl:1: answer 'C' is not among the options' "
+                                                                r"letters A-B"),
+    ([{"question": "Q", "answer": "1"}, {"question": "Q", "options": [], "answer": "A"}],
+     r"bad.jsonl:2: \"options\" must be a non-empty list"),
+    ([{"question": "Q", "answer": "1"}, {"prompt": "Q", "label": "1"}], r"bad.jsonl:2: a row is"),
+    ([{"question": "Q", "answer": "1"}, "", {"question": "Q", "options": ["a", "b"], "answer": "A"}],
+     r"bad.jsonl:3: a multiple-choice row in a file whose line 1 is math: one kind of row per file"),
+    (["{not json"], r"bad.jsonl:1: not JSON"),
+    ([""], r"bad.jsonl: no rows"),
+])
+def test_bad_benchmark_files_name_the_file_and_the_line(tmp_path, monkeypatch, capsys, rows, message):
+    bad = write_lines(tmp_path / "bad.jsonl", rows)
+    with pytest.raises(ValueError, match=message):
+        evaluation.read_benchmark(bad)
+    monkeypatch.setattr(toy, "build_base", lambda *a, **k: pytest.fail("a model was built"))
+    with pytest.raises(SystemExit) as stop:  # the loop says it in one line before it loads anything
+        rzero.main(["--out", str(tmp_path / "run"), "--eval-file", bad])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and len(err.strip().splitlines()) == 1 and "--eval-file " in err
+    assert re.search(message, err) and not os.path.exists(tmp_path / "run")
+
+
+def test_converters_turn_each_public_format_into_rows(tmp_path):
+    sources = {  # (source, file name, content): hand-written rows in each public file's own format
+        "gsm8k": ("test.jsonl", [{"question": "Tom has 3...", "answer": "3 + 4 = <<3+4=7>>7\n#### 1,007"}]),
+        "math500": ("math_500_test.csv", 'Question,Answer\n"Find $x$, if $x^2=4$.","2"\n'),
+        "amc": ("amc23.jsonl", [{"id": 0, "question": "How many...", "answer": 27.0, "url": "u"}]),
+        "aime": ("aime_2024.json", [{"problem": "Find the...", "answer": "204", "solution": "..."}]),
+        "minerva": ("minerva.jsonl", [{"problem": "Compute the...", "answer": "\\frac{1}{2}", "solution": "..."}]),
+        "olympiadbench": ("olympiad.jsonl", [{"question": "Prove or find...", "final_answer": ["$\\sqrt{2}$"]}]),
+        "mmlu-pro": ("mmlu_pro.jsonl", [{"question": "Which...", "options": ["a", "b", "c"], "answer": "B",
+                                          "answer_index": 1, "category": "math"}]),
+        "supergpqa": ("SuperGPQA-all.jsonl", [{"question": "What...", "options": ["p", "q"], "answer": "q",
+                                               "answer_letter": "B", "discipline": "Science"}]),
+    }
+    expected = {"gsm8k": "1,007", "math500": "2", "amc": "27", "aime": "204", "minerva": "\\frac{1}{2}",
+                "olympiadbench": "$\\sqrt{2}$", "mmlu-pro": "B", "supergpqa": "B"}
+    for source, (name, content) in sources.items():
+        src = tmp_path / name
+        if isinstance(content, str):
+            src.write_text(content)
+        elif name.endswith(".json"):
+            src.write_text(json.dumps(content))
+        else:
+            write_lines(src, content)
+        dst = tmp_path / "evals" / f"{source}.jsonl"
+        assert evaluation.convert(source, str(src), str(dst)) == 1
+        (b,) = evaluation.read_benchmarks([str(dst)])
+        assert b.rows[0]["answer"] == expected[source] and b.rows[0]["question"]
+        assert b.kind == ("choice" if source in ("mmlu-pro", "supergpqa") else "math")
+    assert b.rows[0]["options"] == ["p", "q"]
+    with pytest.raises(ValueError, match=r"amc23.jsonl: row 1 is not a gsm8k row"):
+        evaluation.convert("gsm8k", str(tmp_path / "amc23.jsonl"), str(tmp_path / "x.jsonl"))
+    with pytest.raises(ValueError, match="pyarrow"):
+        evaluation.convert("mmlu-pro", str(tmp_path / "test.parquet"), str(tmp_path / "x.jsonl"))
+
+
+def test_evaluate_grades_as_the_paper_and_averages(monkeypatch):
+    asked = []
+
+    def respond(model, tokenizer, system, questions, n, temperature, max_new_tokens, **kw):
+        asked.append((system, n, temperature, max_new_tokens))
+        replies = {"1+1": ["\\boxed{2}", "\\boxed{2}", "\\boxed{3}"], "2+3": ["\\boxed{6}", "5", "\\boxed{5}"]}
+        return [(replies.get(q) or ["\\boxed{\\text{(B)}}", "\\boxed{A}", "Bees"])[:1] if n == 1 else
+                (replies.get(q) or ["\\boxed{\\text{(B)}}", "\\boxed{A}", "Bees"])[1:1 + n] for q in questions]
+    monkeypatch.setattr(evaluation, "respond", respond)
+    math = evaluation.Benchmark("m", "math", [{"question": "1+1", "answer": "2", "level": "1"},
+                                              {"question": "2+3", "answer": "5", "level": "2"}])
+    choice = evaluation.Benchmark("c", "choice", [{"question": "Q", "options": ["x", "y"], "answer": "B"}])
+    table = evaluation.evaluate(None, None, [math, choice], "SYS", k=2, max_new_math=40, max_new_choice=80)
+    assert asked == [("SYS", 1, 0.0, 40), ("SYS", 2, 1.0, 40), (None, 1, 0.0, 80), (None, 2, 1.0, 80)]
+    # mean@2: 1/2 per question; maj@2: the tie 2-3 goes to the first answer, the unboxed "5" is no answer
+    assert table["m"]["all"] == {"greedy": 50.0, "mean@2": 50.0, "maj@2": 100.0, "n": 2}
+    assert table["m"]["1"]["greedy"] == 100.0 and table["m"]["2"]["greedy"] == 0.0
+    assert table["c"]["all"] == {"greedy": 100.0, "mean@2": 0.0, "maj@2": 0.0, "n": 1}  # "Bees" picks no letter
+    greedy_only = evaluation.evaluate(None, None, [math], "SYS")
+    assert greedy_only["m"]["all"] == {"greedy": 50.0, "n": 2} and asked[-1] == ("SYS", 1, 0.0, 4096)
+    # The paper's own check (RZERO-SPEC 6.2): Qwen3-4B-Base, (42.58 + 20.88 + 37.38 + 7.57) / 4 = 27.10
+    paper = {**{f"math{i}": {"kind": "math", "all": {"greedy": v}} for i, v in enumerate([40.58, 44.58])},
+             **{n: {"kind": "choice", "all": {"greedy": v}} for n, v in
+                [("supergpqa", 20.88), ("mmlu-pro", 37.38), ("bbeh", 7.57)]}}
+    avg = evaluation.averages(paper)
+    assert avg["MATH AVG"] == pytest.approx(42.58) and round(avg["Overall AVG"], 2) == 27.10
+    assert evaluation.averages({"m": {"kind": "math", "all": {"greedy": 10.0}}}) == {"MATH AVG": 10.0}
+    assert "| base | 40.6 | 44.6 | 20.9 | 37.4 | 7.6 | 42.6 | 27.1 |" in evaluation.format_table({"base": paper})
+
+
 import signal  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
@@ -929,7 +1066,7 @@ def _grpo_rank(rank, store, out):
     fresh = dist.replica(model).state_dict()  # before any forward, and with a tied output layer
     stats = dist_grpo_step(model, ref)
     replica = dist.replica(model)
-    greedy = rzero.generate(model, PROMPTS, n=2, max_new_tokens=6, temperature=0.0, stop_ids=[EOS], progress=False)
+    greedy = dist.sample(model, PROMPTS, n=2, max_new_tokens=6, temperature=0.0, stop_ids=[EOS], progress=False)
     state = dist.full_state_dict(model)
     if rank == 0:
         torch.save({"state": state, "stats": stats, "fresh": fresh, "replica": replica.state_dict(),

@@ -1,7 +1,7 @@
 """The embedded tiny world: integer arithmetic, a character tokenizer and a ~1M-parameter Qwen3 base model.
 
 These machines cannot download weights, so `bash run.sh` runs R-Zero here. Every question has an exact answer
-(`answer`), which R-Zero never sees: it only measures it (`evaluate`, `calibration`).
+(`answer`), which R-Zero never sees: it only measures it (`test_set` through evaluation.py, `calibration`).
 
 The base model is pretrained by `pretrain` on a synthetic corpus shaped like what a real base model has seen:
 - problem-setter documents: the Challenger's prompt, then `<question>EXPR</question>`;
@@ -21,8 +21,9 @@ question is one whitespace word, and nltk's BLEU of two identical one-word sente
 smoothing), so the paper's repetition penalty never clusters two questions here and r_rep is 1/B for every
 question. Spaced questions made the vote much less reliable (README).
 
-    python toy.py build           # pretrain (or reuse) the base model in cache/toy-base
-    python toy.py eval [MODEL]    # held-out greedy / mean@10 / maj@10 per level, calibration, parse rate
+    python toy.py build                # pretrain (or reuse) the base model in cache/toy-base
+    python toy.py eval [MODEL]         # held-out greedy / mean@10 / maj@10 per level, calibration, parse rate
+    python toy.py benchmarks evals/toy # the test set as benchmark files: one per level, and a multiple-choice one
 """
 import argparse
 import json
@@ -34,7 +35,7 @@ import time
 
 import torch
 
-import rzero
+import evaluation
 import sampler
 import vote
 
@@ -199,9 +200,30 @@ def shape(question):
 
 
 def test_set(n_per_level=100, seed=1234):
-    """The fixed held-out labelled set: (question, answer, level), never used for training."""
+    """The fixed held-out labelled set, never used for training: a math benchmark with a level on each row."""
     rng = random.Random(seed)
-    return [(q, answer(q), lv) for lv in LEVELS for q in (make_question(rng, lv) for _ in range(n_per_level))]
+    return evaluation.Benchmark("toy", "math", [{"question": q, "answer": answer(q), "level": str(lv)} for lv in LEVELS
+                                                for q in (make_question(rng, lv) for _ in range(n_per_level))])
+
+def write_benchmarks(folder, seed=0):
+    """The test set as evaluation.py's files: level1.jsonl ... level4.jsonl (math), and choice.jsonl, every
+    question with its answer among three wrong values (a format the base model never saw in pretraining)."""
+    rng = random.Random(seed)
+    os.makedirs(folder, exist_ok=True)
+    rows = test_set().rows
+    files = {f"level{lv}": [r for r in rows if r["level"] == str(lv)] for lv in LEVELS}
+    files["choice"] = []
+    for r in rows[::4]:
+        options = {r["answer"]}
+        while len(options) < 4:
+            options.add(str(int(r["answer"]) + rng.choice([-10, -2, -1, 1, 2, 10])))
+        options = rng.sample(sorted(options), 4)
+        files["choice"].append({"question": r["question"], "options": options,
+                                "answer": "ABCD"[options.index(r["answer"])]})
+    for name, items in files.items():
+        with open(os.path.join(folder, f"{name}.jsonl"), "w") as f:
+            f.writelines(json.dumps({k: v for k, v in r.items() if k != "level"}) + "\n" for r in items)
+    return sorted(files)
 
 # ----------------------------------------------------------------------------- tokenizer, model, corpus
 
@@ -238,8 +260,8 @@ def corpus_document(rng, tokenizer, worked_share, setter_share=0.1):
     """One pretraining document as (prompt, completion); the loss is on the completion and its EOS only."""
     q = make_question(rng, rng.choice(LEVELS))
     if rng.random() < setter_share:
-        return rzero.render(tokenizer, *CHALLENGER), f"<question>{q}</question>"
-    return rzero.render(tokenizer, SOLVER_SYSTEM, q), solution(q, rng.random() < worked_share)
+        return evaluation.render(tokenizer, *CHALLENGER), f"<question>{q}</question>"
+    return evaluation.render(tokenizer, SOLVER_SYSTEM, q), solution(q, rng.random() < worked_share)
 
 
 def packed_batch(rng, tokenizer, rows, length, worked_share):
@@ -302,7 +324,8 @@ def pretrain(out_dir, steps=1100, rows=16, length=256, lr=3e-3, warmup=30, bare_
         opt.step()
         losses.append(loss.item())
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
-    rzero.save_model(model.eval(), tokenizer, out_dir)
+    model.eval().save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
     return losses
 
 
@@ -315,17 +338,17 @@ def build_base(out_dir="cache/toy-base", **kw):
         with open(meta) as f:
             if {k: v for k, v in json.load(f).items() if k != "seconds"} == recipe:
                 return out_dir
-    os.makedirs(os.path.dirname(out_dir) or ".", exist_ok=True)
+    os.makedirs(out_dir, exist_ok=True)
+    if os.path.exists(meta):
+        os.remove(meta)  # written last, so a folder whose pretraining was cut short is never taken for a model
     t0 = time.time()
     pretrain(out_dir, **kw)
-    rzero.write_json(meta, {**recipe, "seconds": round(time.time() - t0, 1)})
+    with open(meta, "w") as f:
+        json.dump({**recipe, "seconds": round(time.time() - t0, 1)}, f, indent=1)
     return out_dir
 
 
 # ----------------------------------------------------------------------------- measurement
-
-
-PROMPTS = rzero.Prompts(*CHALLENGER, SOLVER_SYSTEM)
 
 
 def calibration(model, tokenizer, n_questions=600, levels=(2, 3, 4), m=10, temperature=1.0, seed=7):
@@ -333,7 +356,7 @@ def calibration(model, tokenizer, n_questions=600, levels=(2, 3, 4), m=10, tempe
     trust where R-Zero uses it (0.25 <= p_hat <= 0.75)? Returns {p_hat: (count, accuracy)} and the in-band rate."""
     rng = random.Random(seed)
     questions = [make_question(rng, levels[i % len(levels)]) for i in range(n_questions)]
-    answers = rzero.solve(model, tokenizer, PROMPTS, questions, m, temperature, 160,
+    answers = evaluation.solve(model, tokenizer, SOLVER_SYSTEM, questions, m, temperature, 160,
                           generator=torch.Generator().manual_seed(seed), desc="calibration")
     bins, band = {}, [0, 0]
     for q, ans in zip(questions, answers):
@@ -342,7 +365,7 @@ def calibration(model, tokenizer, n_questions=600, levels=(2, 3, 4), m=10, tempe
         b = bins.setdefault(round(v.p_hat, 2), [0, 0])
         b[0] += 1
         b[1] += right
-        if rzero.in_band(v.p_hat):
+        if abs(v.p_hat - 0.5) <= 0.25:  # the paper's band
             band[0] += 1
             band[1] += right
     table = {p: (c, r / c) for p, (c, r) in sorted(bins.items())}
@@ -351,7 +374,7 @@ def calibration(model, tokenizer, n_questions=600, levels=(2, 3, 4), m=10, tempe
 
 def challenger_parse_rate(model, tokenizer, n=200, temperature=1.0, seed=3):
     """Share of sampled Challenger outputs that hold a <question> the checker accepts, and the questions."""
-    ids = tokenizer.encode(rzero.render(tokenizer, *CHALLENGER))
+    ids = tokenizer.encode(evaluation.render(tokenizer, *CHALLENGER))
     out = sampler.sample(model, [ids], n=n, max_new_tokens=80, temperature=temperature,
                          stop_ids=[tokenizer.eos_token_id], generator=torch.Generator().manual_seed(seed),
                          desc="challenger")[0]
@@ -360,11 +383,13 @@ def challenger_parse_rate(model, tokenizer, n=200, temperature=1.0, seed=3):
 
 
 def print_report(model, tokenizer, vote_temperature=1.0):
-    table = rzero.evaluate(model, tokenizer, PROMPTS, test_set(), 10, vote_temperature, 160)
-    print("held-out test set (accuracy %):")
+    table = evaluation.evaluate(model, tokenizer, [test_set()], SOLVER_SYSTEM, 10, 160,
+                                generator=torch.Generator().manual_seed(0))["toy"]
+    print("held-out test set (accuracy %; mean@10 and maj@10 at temperature 1.0):")
     print("level    greedy  mean@10  maj@10    n")
     for lv, r in table.items():
-        print(f"{lv:6s} {r['greedy']:7.1f} {r['mean@10']:8.1f} {r['maj@10']:7.1f} {r['n']:4d}")
+        if lv != "kind":
+            print(f"{lv:6s} {r['greedy']:7.1f} {r['mean@10']:8.1f} {r['maj@10']:7.1f} {r['n']:4d}")
     cal, in_band, n_band = calibration(model, tokenizer, temperature=vote_temperature)
     print(f"calibration, levels 2-4, m=10 at T={vote_temperature}: p_hat -> (questions, majority accuracy)")
     print("  " + "  ".join(f"{p:.1f}: ({c}, {a:.2f})" for p, (c, a) in cal.items()))
@@ -374,20 +399,27 @@ def print_report(model, tokenizer, vote_temperature=1.0):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["build", "eval"])
-    parser.add_argument("model", nargs="?", default="cache/toy-base", help="model folder (eval)")
+    parser.add_argument("command", choices=["build", "eval", "benchmarks"])
+    parser.add_argument("folder", nargs="?", help="the model (build, eval; default cache/toy-base), or where the "
+                                                  "benchmark files go (benchmarks)")
     parser.add_argument("--steps", type=int, help="pretraining steps (build; default 1100)")
     parser.add_argument("--vote-temperature", type=float, default=1.0)
     args = parser.parse_args()
+    if args.command == "benchmarks":
+        if not args.folder:
+            raise SystemExit("toy.py: benchmarks needs the folder to write them to")
+        print(f"{args.folder}: {', '.join(write_benchmarks(args.folder))}")
+        return
+    folder = args.folder or "cache/toy-base"
     if args.command == "build":
         t0 = time.time()
-        build_base(args.model, **({"steps": args.steps} if args.steps else {}))
-        print(f"base model in {args.model} ({time.time() - t0:.0f} s)")
-    elif not os.path.isdir(args.model):
-        raise SystemExit(f"toy.py: no model folder at {args.model} (build it with: python toy.py build)")
+        build_base(folder, **({"steps": args.steps} if args.steps else {}))
+        print(f"base model in {folder} ({time.time() - t0:.0f} s)")
+    elif not os.path.isdir(folder):
+        raise SystemExit(f"toy.py: no model folder at {folder} (build it with: python toy.py build)")
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    model = AutoModelForCausalLM.from_pretrained(args.model).eval()
-    print_report(model, AutoTokenizer.from_pretrained(args.model), args.vote_temperature)
+    model = AutoModelForCausalLM.from_pretrained(folder).eval()
+    print_report(model, AutoTokenizer.from_pretrained(folder), args.vote_temperature)
 
 
 if __name__ == "__main__":

@@ -4,14 +4,19 @@ Both R-Zero rewards go through this file (paper Sec. 3; ../shared/RZERO-SPEC.md 
 - the Challenger's uncertainty reward needs p_hat, the share of the Solver's m answers that agree with the
   majority answer, which is also the pseudo-label of the question;
 - the Solver's reward is 1 when its \\boxed{} answer is `equivalent` to that pseudo-label.
+Evaluation grades with the same `equivalent`, and reads multiple-choice answers with `extract_choice`.
 
 The official code grades with mathruler (PRM800K's grader: string normalisation, then sympy under a 10-second
-timeout). Here every function runs in time linear in its input, with no sympy, no eval and no regex that can
-backtrack, so nothing ever needs a timeout. Departures from that grader, each on purpose:
+timeout). `equivalent` accepts what that grader's normalisation does: `\\sqrt3` = `\\sqrt{3}`, `\\$` signs,
+`\\text{}` around a choice or after a value (a unit), mixed numbers (`3\\frac{3}{4}` = 3.75), `\\dfrac` and
+`\\tfrac`, degrees, percent signs, thousands separators and an `x = ` prefix. Here every function runs in time linear
+in its input, with no sympy, no eval and no regex that can backtrack, so nothing ever needs a timeout. Departures
+from that grader, each on purpose:
 - Values are compared exactly as rationals, so 2/4, 1/2 and 0.5 are one answer. PRM800K refuses unreduced
   fractions and non-integer forms of an integer answer; a vote needs a symmetric relation, so we do not.
 - No symbolic algebra: x+1 and 1+x are different answers.
 - The official vote also merges any two answers that both contain "no " (a hack for yes/no questions); we don't.
+- A trailing period is dropped ("7." = 7).
 
 Standard library only, so the file can be copied into another project alone.
 """
@@ -58,6 +63,23 @@ def extract_boxed(text):
     return text[i + 1:end].strip() if end >= 0 else None
 
 
+_CHOICE = re.compile(r"\(?([A-Z])\)?(?![A-Za-z0-9])")  # a letter, maybe in parentheses, then no more of a word
+
+
+def extract_choice(text, n_options=26):
+    """The option letter that leads the last \\boxed{}: "C", "(C)", "\\text{(C)}", "C: 12 cm", "C. red"; None
+    when the box is missing, holds no leading letter, or names a letter past the n_options options.
+
+    Stricter than the official grader (the first of A-J found anywhere in the box, else a random letter): a box
+    that holds prose does not count as choosing the first capital letter it happens to contain."""
+    box = extract_boxed(text)
+    if box is None:
+        return None
+    box = _strip_text(box.replace("$", "").strip()).strip()
+    m = _CHOICE.match(box)
+    return m.group(1) if m and ord(m.group(1)) - ord("A") < n_options else None
+
+
 def extract_question(text):
     """Content of the last complete <question>...</question> block, stripped; None when missing or empty."""
     if not isinstance(text, str):
@@ -70,12 +92,14 @@ def extract_question(text):
     return question or None
 
 
-_DROP = ("\\left", "\\right", "\\!", "\\,", "\\;", "\\:", "\\ ", "$", "^{\\circ}", "^\\circ", "°", "\\%", "%",
-         "{,}")
+_DROP = ("\\left", "\\right", "\\!", "\\,", "\\;", "\\:", "\\ ", "\\$", "$", "^{\\circ}", "^\\circ", "°", "\\%",
+         "%", "{,}")
 _THOUSANDS = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _VARIABLE = re.compile(r"[a-z]\s*=")
 _DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")  # unambiguous: no backtracking
 _FRAC12 = re.compile(r"\\frac(\d)(\d)")
+_SQRT1 = re.compile(r"\\sqrt(\w)")  # \sqrt3 -> \sqrt{3}, as MATH's _fix_sqrt
+_LETTER = re.compile(r"\(([a-z])\)")  # (b) -> b: a choice written in parentheses
 
 
 def _strip_text(s):
@@ -111,12 +135,15 @@ def normalize(answer):
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
     s = _FRAC12.sub(r"\\frac{\1}{\2}", s)
     s = "".join(s.split()).lower()
+    s = _SQRT1.sub(r"\\sqrt{\1}", s)
     s = s.rstrip(".")
     m = _VARIABLE.match(s)
     if m and "=" not in s[m.end():]:
         s = s[m.end():]
     if _THOUSANDS.fullmatch(s):
         s = s.replace(",", "")
+    if _LETTER.fullmatch(s):
+        s = s[1]
     return _canonical_number(s)
 
 
@@ -127,6 +154,10 @@ def _fraction_value(s):
         sign, s = -1, s[1:]
     if len(s) > 400:  # Fraction() on a huge literal is slow; no real answer is that long
         return None
+    whole = s.find("\\frac{")
+    if whole > 0 and s[:whole].isdigit():  # a mixed number: 3\frac{3}{4} = 3 + 3/4, as the MATH grader reads it
+        part = _fraction_value(s[whole:])
+        return sign * (int(s[:whole]) + part) if part is not None and part >= 0 else None
     if s.startswith("\\frac{") and s.endswith("}"):
         mid = _match_brace(s, len("\\frac"))
         if mid < 0 or not s.startswith("{", mid + 1) or _match_brace(s, mid + 1) != len(s) - 1:
