@@ -318,9 +318,14 @@ def main(argv=None):
         sys.exit(f"evaluation.py: {e}")
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.bfloat16 if device == "cuda" else None)
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.bfloat16 if device == "cuda" else None)
+        tokenizer = AutoTokenizer.from_pretrained(args.model)
+    except (OSError, ValueError) as e:
+        sys.exit(f"evaluation.py: cannot load a model from {args.model!r}: {str(e).strip().splitlines()[0]}")
     table = evaluate(model.to(device).eval(), tokenizer, benchmarks, args.system, args.k, args.max_new_tokens,
                      args.choice_max_new_tokens, generator=torch.Generator(device).manual_seed(0),
                      compile=device == "cuda", kv_cache_gb=0)
