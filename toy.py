@@ -324,6 +324,8 @@ def pretrain(out_dir, steps=1100, rows=16, length=256, lr=3e-3, warmup=30, bare_
         opt.step()
         losses.append(loss.item())
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()  # its "Writing model shards" bar ignores whether stderr is a terminal
     model.eval().save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     return losses
@@ -418,6 +420,8 @@ def main():
     elif not os.path.isdir(folder):
         raise SystemExit(f"toy.py: no model folder at {folder} (build it with: python toy.py build)")
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()
     model = AutoModelForCausalLM.from_pretrained(folder).eval()
     print_report(model, AutoTokenizer.from_pretrained(folder), args.vote_temperature)
 
