@@ -165,8 +165,9 @@ def read_benchmarks(paths):
 
 def evaluate(model, tokenizer, benchmarks, solver_system, k=0, max_new_math=4096, max_new_choice=8192,
              generator=None, **sampling):
-    """{benchmark: {"all": {greedy, [mean@k, maj@k], n}, level: {...}}}, accuracies in %. Greedy is the paper's
-    figure; with k > 0, k samples at temperature 1.0 (from `generator`) give mean@k and maj@k."""
+    """{benchmark: {"kind", "all": {greedy, [mean@k, maj@k], n}, "levels": {level: {...}}}}, accuracies in %.
+    Greedy is the paper's figure; with k > 0, k samples at temperature 1.0 (from `generator`) give mean@k and
+    maj@k."""
     table = {}
     for b in benchmarks:
         choice = b.kind == "choice"
@@ -188,9 +189,8 @@ def evaluate(model, tokenizer, benchmarks, solver_system, k=0, max_new_math=4096
                     c[f"mean@{k}"] += sum(right(a, r) for a in answers) / k
                     c[f"maj@{k}"] += right(vote.majority_vote(answers).label, r)
                 c["n"] += 1
-        table[b.name] = {key: {m: (100 * v / c["n"] if m != "n" else v) for m, v in c.items()}
-                         for key, c in sorted(rows.items(), key=lambda kv: (kv[0] != "all", kv[0]))}
-        table[b.name]["kind"] = b.kind
+        scores = {key: {m: (100 * v / c["n"] if m != "n" else v) for m, v in c.items()} for key, c in rows.items()}
+        table[b.name] = {"kind": b.kind, "all": scores.pop("all"), "levels": dict(sorted(scores.items()))}
     return table
 
 

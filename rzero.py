@@ -753,7 +753,7 @@ def summarize(cfg):
             row.update({m: {name: t["all"][m] for name, t in bench.items()}
                         for m in ("greedy", *((f"mean@{k}", f"maj@{k}") if k else ()))})
             row["averages"] = ev["averages"]
-            row["levels_greedy"] = {name: {lv: r["greedy"] for lv, r in t.items() if lv not in ("all", "kind")}
+            row["levels_greedy"] = {name: {lv: r["greedy"] for lv, r in t["levels"].items()}
                                     for name, t in bench.items()}
         if it:
             ds = read_json(os.path.join(d, "dataset_stats.json"))

@@ -1023,7 +1023,7 @@ def test_evaluate_grades_as_the_paper_and_averages(monkeypatch):
     assert asked == [("SYS", 1, 0.0, 40), ("SYS", 2, 1.0, 40), (None, 1, 0.0, 80), (None, 2, 1.0, 80)]
     # mean@2: 1/2 per question; maj@2: the tie 2-3 goes to the first answer, the unboxed "5" is no answer
     assert table["m"]["all"] == {"greedy": 50.0, "mean@2": 50.0, "maj@2": 100.0, "n": 2}
-    assert table["m"]["1"]["greedy"] == 100.0 and table["m"]["2"]["greedy"] == 0.0
+    assert table["m"]["levels"]["1"]["greedy"] == 100.0 and table["m"]["levels"]["2"]["greedy"] == 0.0
     assert table["c"]["all"] == {"greedy": 100.0, "mean@2": 0.0, "maj@2": 0.0, "n": 1}  # "Bees" picks no letter
     greedy_only = evaluation.evaluate(None, None, [math], "SYS")
     assert greedy_only["m"]["all"] == {"greedy": 50.0, "n": 2} and asked[-1] == ("SYS", 1, 0.0, 4096)

@@ -389,9 +389,8 @@ def print_report(model, tokenizer, vote_temperature=1.0):
                                 generator=torch.Generator().manual_seed(0))["toy"]
     print("held-out test set (accuracy %; mean@10 and maj@10 at temperature 1.0):")
     print("level    greedy  mean@10  maj@10    n")
-    for lv, r in table.items():
-        if lv != "kind":
-            print(f"{lv:6s} {r['greedy']:7.1f} {r['mean@10']:8.1f} {r['maj@10']:7.1f} {r['n']:4d}")
+    for lv, r in [("all", table["all"]), *table["levels"].items()]:
+        print(f"{lv:6s} {r['greedy']:7.1f} {r['mean@10']:8.1f} {r['maj@10']:7.1f} {r['n']:4d}")
     cal, in_band, n_band = calibration(model, tokenizer, temperature=vote_temperature)
     print(f"calibration, levels 2-4, m=10 at T={vote_temperature}: p_hat -> (questions, majority accuracy)")
     print("  " + "  ".join(f"{p:.1f}: ({c}, {a:.2f})" for p, (c, a) in cal.items()))
