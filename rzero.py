@@ -22,7 +22,7 @@ wrongly, RZERO-SPEC Sec. 2.3); the Solver reward is the paper's binary match (no
 both the reward and the labels (the official labelling uses 9); the band is the paper's 0.25 <= p_hat <= 0.75.
 --challenger-official-reward switches to the official reward, --delta and --m reproduce other choices.
 """
-import argparse
+import hashlib
 import json
 import os
 import random
@@ -32,18 +32,20 @@ import sys
 import time
 import zlib
 from collections import Counter
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+import config
 import dist
 import evaluation
 import grpo
 import sampler
 import vote
 from evaluation import encode, render, stop_ids
+from runfolder import (RESUME, RZeroError, file_record, io_error, read_json, record_mismatch, summarize, write_json,
+                       write_jsonl)
 
 # ----------------------------------------------------------------------------- Challenger reward (paper Sec. 3.2)
 
@@ -206,13 +208,8 @@ class SolverExample:
     p_hat: float
 
 
-def in_band(p_hat, delta=0.25):
-    """|p_hat - 1/2| <= delta (paper Sec. 3.3), with a tolerance because p_hat = k/m is a float."""
-    return abs(p_hat - 0.5) <= delta + 1e-9
-
-
-def filter_for_solver(questions, votes, delta=0.25, drop_no_answer=True, drop_box=True, drop_text=True):
-    """Keep (question, pseudo-label, p_hat) where |p_hat - 1/2| <= delta (paper Sec. 3.3, delta = 0.25).
+def filter_for_solver(questions, votes, band=(0.25, 0.75), drop_no_answer=True, drop_box=True, drop_text=True):
+    """Keep (question, pseudo-label, p_hat) where LOW <= p_hat <= HIGH (paper Sec. 3.3: |p_hat - 1/2| <= 0.25).
 
     The official upload.py / evaluate.py also drop, each switchable here: questions with no majority answer
     (empty or "None"), questions that mention "box", and answers that contain "text". Returns the kept rows and
@@ -228,7 +225,7 @@ def filter_for_solver(questions, votes, delta=0.25, drop_no_answer=True, drop_bo
             dropped["box_in_question"] += 1
         elif drop_text and "text" in v.label:
             dropped["text_in_answer"] += 1
-        elif not in_band(v.p_hat, delta):
+        elif not vote.in_band(v.p_hat, band):
             dropped["outside_band"] += 1
         else:
             kept.append(SolverExample(q, v.label, v.p_hat))
@@ -268,95 +265,7 @@ def limits(cfg):
     return dict(max_rows=cfg.max_rows, kv_cache_gb=cfg.kv_cache_gb, compile=cfg.compile)
 
 
-# ----------------------------------------------------------------------------- settings (RZERO-SPEC Sec. 2.2, 4, 9)
-
-
-def _f(default, doc):
-    return field(default=default, metadata={"help": doc})
-
-
-@dataclass
-class ChallengerConfig:
-    steps: int = _f(5, "GRPO steps per iteration (paper App. A; the official run keeps global_step_5)")
-    prompts: int = _f(512, "prompts per step, all the same prompt (official rollout_batch_size)")
-    group_size: int = _f(4, "questions sampled per prompt: the GRPO group (official rollout.n)")
-    mini_batch: int = _f(128, "prompts per optimizer update (paper 128; official code 16)")
-    micro_batch: int = _f(8, "sequences per forward/backward pass")
-    lr: float = _f(1e-6, "AdamW learning rate, constant")
-    kl_coef: float = _f(0.01, "k3 KL weight to the iteration's initial Challenger (0: no reference model)")
-    temperature: float = _f(1.0, "sampling temperature of the questions")
-    top_p: float = _f(0.99, "nucleus sampling of the questions")
-    max_new_tokens: int = _f(4096, "longest Challenger output")
-    tau: float = _f(0.5, "BLEU-distance threshold of the repetition clustering (paper tau_BLEU)")
-    lam: float = _f(1.0, "weight lambda of the repetition penalty (0: no penalty)")
-    official_reward: bool = _f(False, "official reward min(p,1-p) - r_rep, -1 for bad format, no clamp")
-
-
-@dataclass
-class SolverConfig:
-    steps: int = _f(15, "GRPO steps per iteration (paper App. A; official global_step_15)")
-    prompts: int = _f(512, "questions per step")
-    group_size: int = _f(5, "answers sampled per question: the GRPO group (official rollout.n)")
-    mini_batch: int = _f(128, "questions per optimizer update")
-    micro_batch: int = _f(8, "sequences per forward/backward pass")
-    lr: float = _f(1e-6, "AdamW learning rate, constant")
-    kl_coef: float = _f(0.01, "k3 KL weight to the iteration's initial Solver (0: no reference model)")
-    temperature: float = _f(1.0, "sampling temperature of the rollouts")
-    top_p: float = _f(0.99, "nucleus sampling of the rollouts")
-    max_new_tokens: int = _f(4096, "longest Solver answer")
-    loss_agg: str = _f("token-mean", "token-mean or seq-mean-token-mean (the official Solver's effective one)")
-
-
-@dataclass
-class LoopConfig:
-    model: str = _f("", "base model: a local folder or hub id (empty: the embedded tiny world)")
-    out: str = _f("runs/rzero", "output folder; rerunning the same command resumes there")
-    iterations: int = _f(3, "co-evolution iterations K")
-    m: int = _f(10, "Solver answers per question for the vote (paper m = 10; official labelling uses 9)")
-    vote_temperature: float = _f(1.0, "temperature of the m voting answers")
-    vote_top_k: int = _f(40, "top-k of the voting answers (official vLLM setting)")
-    candidates: int = _f(8000, "questions the trained Challenger writes per iteration (paper N)")
-    gen_temperature: float = _f(1.0, "temperature of the N candidate questions")
-    gen_top_p: float = _f(0.95, "nucleus of the N candidate questions")
-    delta: float = _f(0.25, "band half-width: keep |p_hat - 1/2| <= delta (0.5 keeps everything)")
-    eval_file: list = field(default_factory=list, metadata={"help": (
-        "a benchmark: a JSONL of math or multiple-choice rows, or a folder of them; may be given several times "
-        "(tiny world: its own test set)")})
-    eval_k: int = _f(0, "samples per question for mean@k and maj@k besides greedy (0: greedy only, as the paper)")
-    eval_max_new_tokens: int = _f(4096, "new tokens of an evaluation answer, math")
-    eval_choice_max_new_tokens: int = _f(8192, "new tokens of an evaluation answer, multiple choice")
-    oracle_labels: bool = _f(False, "measurement only: train the Solver on exact answers, not the vote")
-    oracle_questions: bool = _f(False, "measurement only: the Solver trains on N fresh questions from the tiny "
-                                       "world's own generator with exact answers (no Challenger, no vote)")
-    base_challenger: bool = _f(False, "the paper's baseline: no Challenger training, questions from the base")
-    device: str = _f("cuda" if torch.cuda.is_available() else "cpu", "torch device (cuda: each rank's own GPU)")
-    dtype: str = _f("float32", "dtype of the trained weights and AdamW's states, float32 or bfloat16; GPUs compute "
-                               "in bfloat16 either way (bfloat16 here is pure-bf16 training: most updates at lr "
-                               "1e-6 fall below its resolution)")
-    max_rows: int = _f(512, "most sequences sampled at once per process")
-    kv_cache_gb: float = _f(0.0, "the sampler's KV cache budget per process, in GB (10^9 bytes); 0: 80%% of the GPU's "
-                                 "free memory when a sampling call starts, no bound on CPU")
-    compile: bool = _f(torch.cuda.is_available(), "capture the sampler's decode step with torch.compile (CUDA graphs "
-                                                  "on GPUs)")
-    grad_checkpointing: bool = _f(False, "recompute layer activations in backward (the model's own switch)")
-    seed: int = _f(0, "seed of every stage's randomness")
-
-
-# The tiny world's preset: what a 2-core CPU runs in minutes. The paper's values stay the defaults for real models.
-# Besides sizes: learning rates 30-50x the paper's (a 1M-parameter model needs larger steps; 5e-5 is what let the
-# Challenger move its questions into the band within 5 steps), and one Solver update per step, as in the probes of
-# ../shared/TINY-WORLD-FINDINGS.md (the paper takes 4). The README's results table was measured with this preset.
-TOY_PRESET = {
-    "challenger": dict(prompts=16, group_size=4, mini_batch=4, micro_batch=16, lr=5e-5, max_new_tokens=64),
-    "solver": dict(steps=30, prompts=32, group_size=8, mini_batch=32, micro_batch=64, lr=3e-5, max_new_tokens=128),
-    "loop": dict(candidates=1000, max_rows=1024, eval_k=10, eval_max_new_tokens=128, eval_choice_max_new_tokens=128),
-}
-
 # ----------------------------------------------------------------------------- files: atomic, resumable
-
-
-class RZeroError(Exception):
-    """Bad input: reported as one line, with no traceback."""
 
 
 def compute_dtype(cfg):
@@ -367,6 +276,7 @@ def load_model(path, cfg, frozen=False):
     """A role's model on this rank: FSDP2-sharded inside a process group (dist.py), else whole on cfg.device.
     A trained model keeps cfg.dtype (the master weights); a frozen one (the KL reference, a Solver that only
     votes or answers) needs no master copy and is held in the compute dtype."""
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
     hf_logging.disable_progress_bar()  # its loading bars would bury the stage lines
@@ -374,7 +284,7 @@ def load_model(path, cfg, frozen=False):
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=compute_dtype(cfg) if frozen
                                                      else getattr(torch, cfg.dtype))
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, SafetensorError) as e:
         raise RZeroError(f"cannot load a model from {path!r}: {str(e).strip().splitlines()[0]}") from None
     model = dist.shard(model, compute_dtype(cfg)) if dist.active() else model.to(cfg.device)
     return model.eval(), tokenizer
@@ -384,6 +294,7 @@ def save_model(model, tokenizer, path):
     """A safetensors model folder that AutoModelForCausalLM.from_pretrained loads, written by rank 0 under a
     temporary name and renamed into place, so a killed run never leaves half a checkpoint. A sharded model is
     gathered first (every rank takes part) and saved whole, in its master dtype."""
+    from safetensors import SafetensorError
     state = dist.full_state_dict(model) if dist.sharded(model) else None
     if not dist.is_main():
         return
@@ -392,37 +303,13 @@ def save_model(model, tokenizer, path):
     try:
         model.save_pretrained(tmp, state_dict=state)
         tokenizer.save_pretrained(tmp)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, (OSError, SafetensorError)):
+            raise io_error(path, e) from None
         raise
     shutil.rmtree(path, ignore_errors=True)
     os.replace(tmp, path)
-
-
-def write_file(path, text):
-    """Rank 0 writes, under a temporary name renamed into place; the other ranks write nothing."""
-    if not dist.is_main():
-        return
-    try:
-        with open(f"{path}.tmp", "w") as f:
-            f.write(text)
-    except BaseException:
-        os.remove(f"{path}.tmp")
-        raise
-    os.replace(f"{path}.tmp", path)
-
-
-def write_json(path, obj):
-    write_file(path, json.dumps(obj, indent=1) + "\n")
-
-
-def write_jsonl(path, rows):
-    write_file(path, "".join(json.dumps(r) + "\n" for r in rows))
-
-
-def read_json(path):
-    with open(path) as f:
-        return json.load(f)
 
 
 def stage_seed(cfg, *names):
@@ -453,6 +340,7 @@ class World:
     level: object = None  # question -> difficulty level or None (tiny world only)
     shape: object = None  # question -> its structure with the numbers blanked (tiny world only)
     question: object = None  # random.Random -> a fresh question from the world's own generator (tiny world only)
+    base_id: str = ""  # what names the base in config.json besides --model: the tiny base's weights hash
 
 
 def make_world(cfg):
@@ -460,12 +348,13 @@ def make_world(cfg):
     if cfg.model:
         return World(cfg.model, PAPER_PROMPTS, test)
     import toy
-    if dist.is_main():  # rank 0 pretrains the base if it is not cached yet; the others then find it
-        toy.build_base(os.path.join("cache", "toy-base"))
-    dist.barrier()
-    base = toy.build_base(os.path.join("cache", "toy-base"))
+    try:
+        base = toy.base()
+    except ValueError as e:
+        raise RZeroError(str(e)) from None
     return World(base, Prompts(*toy.CHALLENGER, toy.SOLVER_SYSTEM), test or [toy.test_set()], toy.safe_answer,
-                 toy.safe_level, toy.shape, lambda rng: toy.make_question(rng, rng.choice(toy.LEVELS)))
+                 toy.safe_level, toy.shape, lambda rng: toy.make_question(rng, rng.choice(toy.LEVELS)),
+                 f"tiny world, weights sha256 {toy.weights_sha256(base)}")
 
 # ----------------------------------------------------------------------------- the stages of one iteration
 
@@ -508,13 +397,13 @@ def diversity(world, tokenizer, questions, sample=512):
     return out
 
 
-def question_stats(world, rewards, delta):
+def question_stats(world, rewards, band):
     valid = [r for r in rewards if r.format_ok]
     out = {"reward": float(np.mean([r.reward for r in rewards])), "format_ok": len(valid) / len(rewards),
            "r_rep": float(np.mean([r.r_rep for r in rewards]))}
     if valid:
         out["p_hat"] = float(np.mean([r.p_hat for r in valid]))
-        out["in_band"] = float(np.mean([in_band(r.p_hat, delta) for r in valid]))
+        out["in_band"] = float(np.mean([vote.in_band(r.p_hat, band) for r in valid]))
         if world.level:
             levels = [world.level(r.question) for r in valid]
             out["difficulty"] = float(np.mean([lv for lv in levels if lv is not None] or [0]))
@@ -532,7 +421,8 @@ def train_challenger(cfg, ch, sv, world, it, init, solver_dir, out_dir):
     opt = grpo.make_optimizer(model, gcfg)
     prompt = encode(tok, render(tok, world.prompts.challenger_system, world.prompts.challenger_user))
     gen, rows, samples = generator(cfg, it, "challenger"), [], []
-    for step in tqdm(range(ch.steps), desc=f"iter {it}: Challenger GRPO", unit="step", disable=bar_off()):
+    for step in sampler.progress_bar(range(ch.steps), desc=f"iter {it}: Challenger GRPO", unit="step",
+                                     enabled=dist.is_main()):
         t0 = time.time()
         outs = dist.sample(model, [prompt], n=ch.prompts * ch.group_size, max_new_tokens=ch.max_new_tokens,
                            temperature=ch.temperature, top_p=ch.top_p, stop_ids=stop_ids(model, tok), generator=gen,
@@ -545,7 +435,7 @@ def train_challenger(cfg, ch, sv, world, it, init, solver_dir, out_dir):
                               cfg.device)
         stats = grpo.grpo_step(model, opt, batch, gcfg, ref)
         model.eval()
-        rows.append({"step": step, **question_stats(world, rewards, cfg.delta), **stats,
+        rows.append({"step": step, **question_stats(world, rewards, cfg.band), **stats,
                      "seconds": round(time.time() - t0, 2)})
         samples += [{"step": step, "question": r.question, "p_hat": r.p_hat, "label": r.label, "reward": r.reward,
                      "r_rep": r.r_rep} for r in rewards[:4]]
@@ -571,7 +461,7 @@ def build_dataset(cfg, ch, sv, world, it, challenger_dir, solver_dir, path):
     solver, tok = load_model(solver_dir, cfg, frozen=True)
     answers = vote_answers(solver, tok, world, cfg, sv, questions, gen, desc=f"iter {it}: labelling")
     votes = [vote.majority_vote(a) if a is not None else vote.Vote(None, 0.0, [], []) for a in answers]
-    kept, dropped = filter_for_solver(questions, votes, cfg.delta)
+    kept, dropped = filter_for_solver(questions, votes, cfg.band)
     rows = []
     for ex in kept:
         row = {"question": ex.question, "label": ex.label, "p_hat": ex.p_hat}
@@ -581,7 +471,7 @@ def build_dataset(cfg, ch, sv, world, it, challenger_dir, solver_dir, path):
         rows.append(row)
     valid = [(q, v) for q, v in zip(questions, votes) if q is not None]
     stats = {"candidates": len(questions), "valid": len(valid), "kept": len(rows), "dropped": dict(dropped),
-             "in_band": float(np.mean([in_band(v.p_hat, cfg.delta) for _, v in valid])) if valid else 0.0,
+             "in_band": float(np.mean([vote.in_band(v.p_hat, cfg.band) for _, v in valid])) if valid else 0.0,
              **diversity(world, tok, [q for q, _ in valid])}
     if world.oracle and rows:
         stats["label_accuracy"] = float(np.mean([r["label_correct"] for r in rows]))
@@ -628,7 +518,8 @@ def train_solver(cfg, sv, world, it, init, data_path, out_dir):
                            grad_checkpointing=cfg.grad_checkpointing)
     opt = grpo.make_optimizer(model, gcfg)
     rng, gen, order, rows = random.Random(stage_seed(cfg, it, "solver")), generator(cfg, it, "solver"), [], []
-    for step in tqdm(range(sv.steps), desc=f"iter {it}: Solver GRPO", unit="step", disable=bar_off()):
+    for step in sampler.progress_bar(range(sv.steps), desc=f"iter {it}: Solver GRPO", unit="step",
+                                     enabled=dist.is_main()):
         t0 = time.time()
         batch_rows = []
         while len(batch_rows) < min(sv.prompts, len(data)):
@@ -680,287 +571,130 @@ def log(line):
         print(line, flush=True)
 
 
-def bar_off():
-    """tqdm's disable: None shows a bar only when stderr is a terminal; other ranks never show one."""
-    return None if dist.is_main() else True
-
-
-def stage(done_path, label, fn, *args):
-    """Run a stage unless its result already exists (resume); print a one-line summary either way. Rank 0 decides
-    for all ranks, and all wait until rank 0 has written the stage's files."""
-    if dist.broadcast(os.path.exists(done_path)):
-        log(f"[{label}] done earlier, reusing {done_path}")
+def stage(cfg, record, label, outputs, fn, *args, inputs=None):
+    """Run a stage unless its record says it is done; print a one-line summary either way. The record, written last
+    and atomically, names every file of `outputs` with its size and hash, and `inputs`: what the stage's result
+    depends on beyond config.json (the evaluation's settings). A stage whose files or inputs do not match is said
+    so in one line and redone. Rank 0 decides for all ranks, and all wait until rank 0 has written the files."""
+    done = read_json(record) if dist.is_main() and os.path.exists(record) else None
+    problem = done and ("the evaluation settings changed" if done.get("inputs") != inputs
+                        else record_mismatch(cfg.out, done))
+    if dist.broadcast(bool(done) and not problem):
+        log(f"[{label}] done earlier: {done['summary'] if done else ''}")
         return
+    if problem:
+        log(f"[{label}] {problem}: redoing the stage")
     t0 = time.time()
     summary = fn(*args)
     dist.barrier()
-    log(f"[{label}] {summary} ({time.time() - t0:.0f} s)")
+    seconds = round(time.time() - t0, 1)
+    if dist.is_main():
+        write_json(record, {"summary": summary, "seconds": seconds, "inputs": inputs,
+                            "files": file_record(cfg.out, outputs)})
+    log(f"[{label}] {summary} ({seconds:.0f} s)")
+
+
+def settings_diff(old, new):
+    """Each setting that decides the results and differs between a run folder's config.json and this command."""
+    if "defining" not in old:
+        return ["its config.json was written by an older rzero: rerun it with that version, or pick another --out"]
+    a, b = {**old["defining"], "base model": old["base"]}, {**new["defining"], "base model": new["base"]}
+    return [f"{k}: this command {b.get(k)!r}, the run {a.get(k)!r}" for k in sorted(a.keys() | b.keys())
+            if a.get(k) != b.get(k)]
+
+
+def eval_inputs(cfg, world):
+    """What an evaluation's result depends on besides the model: the benchmarks' rows and the decoding settings."""
+    rows = {b.name: hashlib.sha256(json.dumps(b.rows, sort_keys=True).encode()).hexdigest()[:16] for b in world.test}
+    return {"benchmarks": rows, "k": cfg.eval_k, "max_new_tokens": cfg.eval_max_new_tokens,
+            "choice_max_new_tokens": cfg.eval_choice_max_new_tokens}
 
 
 def run(cfg, ch, sv):
+    """Paper Alg. 1, resumable: each stage is skipped when its record matches (`stage`). A run folder resumes under
+    any command that agrees with its config.json on the settings that decide the results (config.HOW_IT_RUNS lists
+    those that may differ: the folder's place, the hardware, more iterations); a new --eval-file re-evaluates."""
     world = make_world(cfg)
-    os.makedirs(cfg.out, exist_ok=True)
-    resolved = {"loop": asdict(cfg), "challenger": asdict(ch), "solver": asdict(sv), "base": world.base}
+    try:
+        os.makedirs(cfg.out, exist_ok=True)
+    except OSError as e:
+        raise io_error(cfg.out, e) from None
+    settings = {"defining": config.defining(cfg, ch, sv), "base": world.base_id,
+                "how_it_runs": {config.flag("", k): getattr(cfg, k) for k in sorted(config.HOW_IT_RUNS)}}
     config_path = os.path.join(cfg.out, "config.json")
-    if dist.broadcast(os.path.exists(config_path) and read_json(config_path) != json.loads(json.dumps(resolved))):
-        raise RZeroError(f"{cfg.out} holds a run with other settings (see its config.json); "
-                         "rerun with the same options to resume, or pick another --out")
-    write_json(config_path, resolved)
+    diff = settings_diff(read_json(config_path), settings) if dist.is_main() and os.path.exists(config_path) else []
+    if dist.broadcast(diff):
+        raise RZeroError("\n".join([f"{cfg.out} holds a run with other settings that decide its results:", *diff,
+                                    "rerun with the run's values to resume it, or pick another --out"]))
+    write_json(config_path, settings)
+    ev = eval_inputs(cfg, world)
     if world.test:
         os.makedirs(os.path.join(cfg.out, "base"), exist_ok=True)
-        stage(os.path.join(cfg.out, "base", "eval.json"), "base: eval", evaluate_stage, cfg, world, world.base,
-              os.path.join(cfg.out, "base", "eval.json"))
+        path = os.path.join(cfg.out, "base", "eval.json")
+        stage(cfg, path.replace(".json", ".record.json"), "base: eval", [path], evaluate_stage, cfg, world,
+              world.base, path, inputs=ev)
     challenger, solver = world.base, world.base
     for it in range(1, cfg.iterations + 1):
         d = os.path.join(cfg.out, f"iter{it}")
         os.makedirs(d, exist_ok=True)
+        at = lambda *names: [os.path.join(d, n) for n in names]  # noqa: E731
         if not (cfg.base_challenger or cfg.oracle_questions):
-            stage(os.path.join(d, "challenger"), f"iter {it}: challenger", train_challenger, cfg, ch, sv, world,
-                  it, challenger, solver, os.path.join(d, "challenger"))
+            stage(cfg, *at("challenger.record.json"), f"iter {it}: challenger",
+                  at("challenger", "challenger_samples.jsonl", "challenger_metrics.jsonl"), train_challenger, cfg,
+                  ch, sv, world, it, challenger, solver, *at("challenger"))
             challenger = os.path.join(d, "challenger")
         data = os.path.join(d, "dataset.jsonl")
+        outputs = at("dataset.jsonl", "dataset_stats.json")
         if cfg.oracle_questions:
-            stage(data.replace(".jsonl", "_stats.json"), f"iter {it}: dataset", world_dataset, cfg, world, it, data)
+            stage(cfg, *at("dataset.record.json"), f"iter {it}: dataset", outputs, world_dataset, cfg, world, it,
+                  data)
         else:
-            stage(data.replace(".jsonl", "_stats.json"), f"iter {it}: dataset", build_dataset, cfg, ch, sv, world,
-                  it, challenger, solver, data)
-        stage(os.path.join(d, "solver"), f"iter {it}: solver", train_solver, cfg, sv, world, it, solver, data,
-              os.path.join(d, "solver"))
+            stage(cfg, *at("dataset.record.json"), f"iter {it}: dataset", outputs, build_dataset, cfg, ch, sv,
+                  world, it, challenger, solver, data)
+        stage(cfg, *at("solver.record.json"), f"iter {it}: solver", at("solver", "solver_metrics.jsonl"),
+              train_solver, cfg, sv, world, it, solver, data, *at("solver"))
         solver = os.path.join(d, "solver")
         if world.test:
-            stage(os.path.join(d, "eval.json"), f"iter {it}: eval", evaluate_stage, cfg, world, solver,
-                  os.path.join(d, "eval.json"))
+            stage(cfg, *at("eval.record.json"), f"iter {it}: eval", at("eval.json"), evaluate_stage, cfg, world,
+                  solver, *at("eval.json"), inputs=ev)
     log(summarize(cfg))
 
 
-def _read_jsonl(path):
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f]
-
-
-def summarize(cfg):
-    """The final tables, from the files the stages wrote: summary.json and summary.md in the output folder."""
-    k, rows, tables = cfg.eval_k, [], {}
-    for it in range(0, cfg.iterations + 1):
-        d = os.path.join(cfg.out, "base" if it == 0 else f"iter{it}")
-        ev = read_json(os.path.join(d, "eval.json")) if os.path.exists(os.path.join(d, "eval.json")) else {}
-        row = {"iteration": "base" if it == 0 else it}
-        if ev:
-            bench = ev["benchmarks"]
-            tables[iteration_name(row["iteration"])] = bench
-            row.update({m: {name: t["all"][m] for name, t in bench.items()}
-                        for m in ("greedy", *((f"mean@{k}", f"maj@{k}") if k else ()))})
-            row["averages"] = ev["averages"]
-            row["levels_greedy"] = {name: {lv: r["greedy"] for lv, r in t["levels"].items()}
-                                    for name, t in bench.items()}
-        if it:
-            ds = read_json(os.path.join(d, "dataset_stats.json"))
-            chm = _read_jsonl(os.path.join(d, "challenger_metrics.jsonl"))
-            sm = _read_jsonl(os.path.join(d, "solver_metrics.jsonl"))
-            row.update({"label_accuracy": ds.get("label_accuracy"), "in_band_before": chm[0].get("in_band")
-                        if chm else None, "in_band_after": ds.get("in_band"), "dataset": ds["kept"],
-                        **{key: ds.get(key) for key in ("difficulty", "distinct_2grams_per_q", "mean_pairwise_bleu",
-                                                        "distinct_shapes")},
-                        "seconds": {"challenger": round(sum(r["seconds"] for r in chm), 1),
-                                    "dataset": ds["seconds"], "solver": round(sum(r["seconds"] for r in sm), 1),
-                                    "eval": ev.get("seconds")}})
-        rows.append(row)
-    write_json(os.path.join(cfg.out, "summary.json"), rows)
-    md = markdown_tables(rows, tables, k)
-    write_file(os.path.join(cfg.out, "summary.md"), md)
-    return md
-
-
-def iteration_name(iteration):
-    return "base" if iteration == "base" else f"iter {iteration}"
-
-
-def markdown_tables(rows, tables, k):
-    def fmt(v, pct=False, spec=".3g"):
-        if v is None:
-            return "–"
-        return f"{100 * v:.0f}%" if pct else format(v, spec) if isinstance(v, float) else str(v)
-    lines = []
-    if tables:
-        lines += ["Greedy accuracy (%), as the paper reports it:", "", evaluation.format_table(tables)]
-    names = list(dict.fromkeys(n for r in rows for n in r.get("greedy", {})))
-    if k and names:
-        lines += [f"mean@{k} / maj@{k} (%):", "", "| | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
-        for r in rows:
-            if f"mean@{k}" in r:
-                cells = [f"{fmt(r[f'mean@{k}'].get(n), spec='.1f')} / {fmt(r[f'maj@{k}'].get(n), spec='.1f')}"
-                         for n in names]
-                lines.append(f"| {iteration_name(r['iteration'])} | " + " | ".join(cells) + " |")
-        lines.append("")
-    head = ["iter", "labels right", "in band before→after", "data set", "difficulty", "2-grams/q", "pairwise BLEU",
-            "shapes", "seconds (C / D / S / E)"]
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        s = r.get("seconds", {})
-        band = f"{fmt(r.get('in_band_before'), True)}→{fmt(r.get('in_band_after'), True)}" if "dataset" in r else "–"
-        cells = [iteration_name(r["iteration"]), fmt(r.get("label_accuracy"), True), band, fmt(r.get("dataset")),
-                 fmt(r.get("difficulty")), fmt(r.get("distinct_2grams_per_q")), fmt(r.get("mean_pairwise_bleu")),
-                 fmt(r.get("distinct_shapes")),
-                 " / ".join(fmt(s.get(x)) for x in ("challenger", "dataset", "solver", "eval")) if s else "–"]
-        lines.append("| " + " | ".join(map(str, cells)) + " |")
-    for name in names:
-        levels = sorted({lv for r in rows for lv in r.get("levels_greedy", {}).get(name, {})})
-        if levels:
-            lines += ["", f"Greedy accuracy (%) per level, {name}:", "", "| iter | " + " | ".join(levels) + " |",
-                      "|" + "---|" * (len(levels) + 1)]
-            lines += ["| " + " | ".join([iteration_name(r["iteration"])] + [
-                fmt(r["levels_greedy"][name].get(lv), spec=".0f") for lv in levels]) + " |"
-                      for r in rows if name in r.get("levels_greedy", {})]
-    return "\n".join(lines) + "\n"
-
 # ----------------------------------------------------------------------------- command line
-
-
-# The settings classes with the prefix of their flags and their key in TOY_PRESET.
-ROLES = (("", LoopConfig, "loop"), ("challenger-", ChallengerConfig, "challenger"), ("solver-", SolverConfig, "solver"))
-
-
-def flag(prefix, name):
-    """The command-line flag of a setting: flag("solver-", "group_size") == "--solver-group-size"."""
-    return "--" + prefix + name.replace("_", "-")
-
-
-def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="bash run.sh",
-        description="R-Zero: a Challenger and a Solver co-evolve from one base model with no data. With no --model "
-                    "it runs the embedded tiny world, whose preset overrides some sizes (TOY_PRESET in rzero.py); "
-                    "the defaults shown are the paper's.")
-    for prefix, cls, _ in ROLES:
-        group = parser.add_argument_group(cls.__name__)
-        for f in fields(cls):
-            if f.type is bool:
-                group.add_argument(flag(prefix, f.name), action=argparse.BooleanOptionalAction, default=None,
-                                   help=f"{f.metadata['help']} (default {'on' if f.default else 'off'})")
-            elif f.type is list:
-                group.add_argument(flag(prefix, f.name), action="append", default=None, metavar="PATH",
-                                   help=f.metadata["help"])
-            else:
-                group.add_argument(flag(prefix, f.name), type=f.type, default=None, metavar=f.type.__name__.upper(),
-                                   help=f"{f.metadata['help']} (default {f.default!r})")
-    return parser
-
-
-def configs_from_args(argv=None):
-    """Defaults (the paper's), then the tiny world's preset when no model is given, then the command line."""
-    args = vars(build_parser().parse_args(argv))
-    out = []
-    for prefix, cls, preset in ROLES:
-        values = {} if args["model"] else dict(TOY_PRESET[preset])
-        given = {f.name: args[flag(prefix, f.name)[2:].replace("-", "_")] for f in fields(cls)}  # argparse's dests
-        values.update({name: v for name, v in given.items() if v is not None})
-        out.append(cls(**values))
-    problems, warnings = check_settings(*out)
-    if problems:
-        raise RZeroError("\n".join(problems))
-    for w in warnings if dist.is_main() else []:
-        print(f"rzero: warning: {w}", file=sys.stderr)
-    return out
-
-
-_COUNT = (lambda v: v >= 1, "at least 1")
-_NONNEGATIVE = (lambda v: v >= 0, "at least 0")
-_UNIT = (lambda v: 0 < v <= 1, "in (0, 1]")
-# The allowed values of every setting, by field name (a name means the same thing in every role). Booleans and
-# the seed take any value; --model, --out and --eval-file are files, checked in check_settings.
-RULES = {
-    **dict.fromkeys(("iterations", "candidates", "max_rows", "steps", "prompts", "mini_batch", "micro_batch",
-                     "max_new_tokens", "eval_max_new_tokens", "eval_choice_max_new_tokens"), _COUNT),
-    "m": (lambda v: v >= 2, "at least 2"),
-    "group_size": (lambda v: v >= 2, "at least 2 (a group of one has no baseline: GRPO learns nothing)"),
-    **dict.fromkeys(("vote_temperature", "gen_temperature", "vote_top_k", "kl_coef", "lam", "kv_cache_gb",
-                     "eval_k"), _NONNEGATIVE),
-    "temperature": (lambda v: v > 0, "above 0 (GRPO divides the logits by it)"),
-    **dict.fromkeys(("top_p", "gen_top_p", "tau"), _UNIT),
-    "delta": (lambda v: 0 <= v <= 0.5, "in [0, 0.5]"),
-    "lr": (lambda v: v > 0, "above 0"),
-    "loss_agg": (lambda v: v in ("token-mean", "seq-mean-token-mean"), "token-mean or seq-mean-token-mean"),
-    "dtype": (lambda v: v in ("float32", "bfloat16"), "float32 or bfloat16"),
-    "device": (lambda v: v == "cpu" or v.split(":")[0] == "cuda", "cpu or cuda"),
-}
-
-
-def check_settings(cfg, ch, sv):
-    """Every problem with the settings (one line each) and warnings for valid settings that leave a stage
-    useless, found before anything is built, loaded or written."""
-    problems = []
-    for (prefix, _, _), c in zip(ROLES, (cfg, ch, sv)):
-        for f in fields(c):
-            value = getattr(c, f.name)
-            ok, allowed = RULES.get(f.name, (lambda v: True, ""))
-            if not ok(value):
-                problems.append(f"{flag(prefix, f.name)} must be {allowed} (got {value!r})")
-        if c is not cfg and c.mini_batch >= 1 and c.prompts % c.mini_batch:
-            problems.append(f"{flag(prefix, 'prompts')} ({c.prompts}) must be a multiple of "
-                            f"{flag(prefix, 'mini_batch')} ({c.mini_batch})")
-    if cfg.m >= 2 and 0 <= cfg.delta and not any(in_band(k / cfg.m, cfg.delta) for k in range(1, cfg.m + 1)):
-        problems.append(f"--m {cfg.m} leaves no p_hat = k/{cfg.m} inside the band |p_hat - 1/2| <= {cfg.delta}: "
-                        "raise --m or --delta")
-    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
-        problems.append(f"--device {cfg.device}: this machine has no GPU")
-    if cfg.model and not os.path.isdir(cfg.model) and (os.path.exists(cfg.model) or cfg.model[0] in "./~"):
-        problems.append(f"--model {cfg.model!r} is not a model folder")
-    elif cfg.model and os.path.isdir(cfg.model) and not os.path.isfile(os.path.join(cfg.model, "config.json")):
-        problems.append(f"--model {cfg.model!r} holds no config.json: not a transformers model folder")
-    if cfg.model and (cfg.oracle_labels or cfg.oracle_questions):
-        problems.append("--oracle-labels and --oracle-questions need exact answers, which only the tiny world has")
-    if not cfg.out or (os.path.exists(cfg.out) and not os.path.isdir(cfg.out)):
-        problems.append(f"--out {cfg.out!r} must be a folder")
-    if cfg.eval_file:
-        try:
-            evaluation.read_benchmarks(cfg.eval_file)
-        except ValueError as e:
-            problems.append(f"--eval-file {e}")
-
-    warnings = []
-    if (cfg.vote_temperature == 0 or cfg.vote_top_k == 1) and cfg.delta < 0.5 and not cfg.oracle_questions:
-        warnings.append("greedy votes (--vote-temperature 0 or --vote-top-k 1) give m equal answers, so p_hat = 1: "
-                        "the band keeps no question and every Challenger reward is 0")
-    if cfg.gen_temperature == 0 and not cfg.oracle_questions:
-        warnings.append("--gen-temperature 0: the N candidates are one question written N times")
-    lr = min(ch.lr, sv.lr)
-    if cfg.dtype == "bfloat16" and lr < 1e-4:
-        warnings.append(f"--dtype bfloat16 keeps no float32 master weights; at lr {lr:g} most AdamW updates are "
-                        "below bfloat16's resolution and are lost")
-    return problems, warnings
 
 
 def main(argv=None):
     """Errors and interruptions are one line from rank 0; every file written so far stays whole, so the same
     command resumes after the last finished stage."""
-    resume = "rerun the same command to resume after the last finished stage"
     if not dist.is_main():
         sys.stdout = open(os.devnull, "w")  # rank 0 speaks for the run (--help, the summary); stderr stays open
     try:
-        configs = configs_from_args(argv)
+        configs = config.configs_from_args(argv, warn=lambda w: dist.is_main() and print(w, file=sys.stderr))
         try:
             dist.init(configs[0].device)
         except ValueError as e:
             raise RZeroError(str(e)) from None
         run(*configs)
-    except (RZeroError, sampler.BudgetError) as e:
+    except (RZeroError, config.SettingsError, sampler.BudgetError) as e:
         if dist.is_main():
             lines = [f"--kv-cache-gb: {e}"] if isinstance(e, sampler.BudgetError) else str(e).splitlines()
             print("\n".join(f"rzero: {line}" for line in lines), file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt as e:
         if dist.is_main():
-            print(f"\nrzero: {e.args[0] if e.args else 'interrupted'}; {resume}", file=sys.stderr)
+            print(f"\nrzero: {e.args[0] if e.args else 'interrupted'}; {RESUME}", file=sys.stderr)
         sys.exit(130)
+    except OSError as e:  # a read or write that no stage turned into its own line
+        if dist.is_main():
+            print(f"rzero: {io_error(e.filename or 'a file', e)}", file=sys.stderr)
+        sys.exit(1)
     except RuntimeError as e:
         if not _peer_failed(e):
             raise
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # torchrun's SIGTERM follows; it must not cut this line short
         if dist.is_main():
             detail = str(e).strip().splitlines()[0].split("] ", 1)[-1][:100]  # gloo prefixes its source file
-            print(f"rzero: another process of this run stopped ({detail}); {resume}", file=sys.stderr)
+            print(f"rzero: another process of this run stopped ({detail}); {RESUME}", file=sys.stderr)
         sys.exit(1)
     finally:
         dist.close()
@@ -973,8 +707,9 @@ def _peer_failed(e):
 
 def _stop(signum, frame):
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a second SIGTERM must not interrupt the way out
-    raise KeyboardInterrupt("stopped by SIGTERM (torchrun sends it to every rank once one has failed; its report "
-                            "names that rank)")
+    torchrun = "TORCHELASTIC_RUN_ID" in os.environ  # set by torchrun in every process it starts
+    raise KeyboardInterrupt("stopped by SIGTERM" + (" (torchrun sends it to every rank once one has failed; its "
+                                                    "report names that rank)" if torchrun else ""))
 
 
 if __name__ == "__main__":

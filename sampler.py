@@ -29,10 +29,36 @@ How it works (gpt-fast's and nanochat's techniques, and a cache sized by need):
   Shapes come from a small set: cache lengths are multiples of `chunk` (or the wave's last length), and after
   compaction row counts are padded with finished rows to powers of two up to 64, then multiples of 64.
 """
+import sys
 from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
+from tqdm.std import tqdm as plain_tqdm
+
+
+class LogLines(plain_tqdm):
+    """tqdm for a log file: whole lines and never a carriage return. One line when the work starts, one at each
+    further tenth done (at most one every 5 s) and one at the end, so long work is never silent in a log."""
+
+    def display(self, msg=None, pos=None):
+        tenth, now = (10 * self.n // self.total if self.total else 0), self._time()
+        last = getattr(self, "last_line", None)  # (tenth, time) of the last line written
+        if msg == "" or last is None or (tenth > last[0] and now - last[1] >= 5):  # msg "": tqdm is closing
+            self.fp.write(self.__str__() + "\n")
+            self.fp.flush()
+            self.last_line = (tenth, now)
+        return False
+
+
+def progress_bar(iterable=None, total=None, desc="", unit="it", enabled=True):
+    """A tqdm bar while stderr is a terminal; lines (LogLines) when it is not; nothing when not enabled."""
+    if not enabled:
+        return tqdm(iterable, total=total, disable=True)
+    if sys.stderr.isatty():
+        return tqdm(iterable, total=total, desc=desc, unit=unit, leave=False)
+    return LogLines(iterable, total=total, desc=desc, unit=unit, leave=False, file=sys.stderr, mininterval=1,
+                    bar_format="{desc}: {n_fmt}/{total_fmt} {unit}s ({percentage:.0f}%), {elapsed} elapsed{postfix}")
 
 
 @dataclass
@@ -260,8 +286,8 @@ def sample(model, prompts, n=1, max_new_tokens=256, temperature=1.0, top_p=1.0, 
     Rows (prompts x n) run in waves of at most max_rows rows, longest prompts first. kv_cache_gb (10^9 bytes, None
     = no bound) bounds the cache: a wave starts as many rows as fit at their current length, and when its cache
     grows past the budget the rows that do not fit are taken out and continued in a later wave (their prompt and
-    tokens so far are prefilled again, so the samples are exact). chunk: see generate_wave. progress: a bar while
-    stderr is a terminal.
+    tokens so far are prefilled again, so the samples are exact). chunk: see generate_wave. progress: a bar on a
+    terminal, lines in a log (`progress_bar`).
     """
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("sample() needs a non-empty list of non-empty prompts")
@@ -274,7 +300,7 @@ def sample(model, prompts, n=1, max_new_tokens=256, temperature=1.0, top_p=1.0, 
     pad_id = model.config.pad_token_id if model.config.pad_token_id is not None else 0
     tokens, logprobs, finish = [[] for _ in range(len(prompts) * n)], [[] for _ in range(len(prompts) * n)], {}
     queue = sorted(range(len(prompts) * n), key=lambda r: -len(prompts[r // n]))  # row r: sample r % n of r // n
-    bar = tqdm(total=len(prompts) * n, desc=desc, unit="sample", disable=None if progress else True, leave=False)
+    bar = progress_bar(total=len(prompts) * n, desc=desc, unit="sample", enabled=progress)
     while queue:
         seqs = [prompts[r // n] + tokens[r] for r in queue]
         wave, L = [], 0

@@ -508,7 +508,9 @@ def test_grpo_step_skips_zero_advantage_rollouts():
 # ----------------------------------------------------------------------------- rzero.py: Challenger reward, data set
 import numpy as np  # noqa: E402
 
+import config  # noqa: E402
 import evaluation  # noqa: E402
+import runfolder  # noqa: E402
 import rzero  # noqa: E402
 
 
@@ -620,8 +622,10 @@ def test_filter_for_solver_band_and_official_filters():
                        "no_question": 1}
     kept, dropped = rzero.filter_for_solver(questions, votes, drop_box=False, drop_text=False)
     assert len(kept) == 5 and "box_in_question" not in dropped
-    kept, _ = rzero.filter_for_solver(questions, votes, delta=0.5)
+    kept, _ = rzero.filter_for_solver(questions, votes, band=(0.0, 1.0))
     assert len(kept) == 5
+    kept, _ = rzero.filter_for_solver(questions, votes, band=(0.3, 0.8))  # the official band
+    assert [k.question for k in kept] == ["q in band", "q too easy", "q high edge"]
 
 # ----------------------------------------------------------------------------- toy.py: the tiny world
 import re  # noqa: E402
@@ -699,25 +703,59 @@ def test_packed_batches_keep_documents_apart():
         assert (labels[r, a:b] != -100).any() and labels[r, a] == -100  # loss on the completion only
 
 
-def test_the_cached_base_model_is_rebuilt_when_its_recipe_changes(tmp_path, monkeypatch):
-    built = []
+def test_the_shipped_base_is_the_one_its_record_names_and_as_good_as_it_says():
+    """toy-base/ holds the base of this code's recipe, with the weights that were measured, and measures today what
+    its pretrain.json (and the README's table) says: greedy per level on the test set and the in-band vote's accuracy.
+    Tolerances: another CPU kind sums in another order, which may flip a near-tie of the greedy argmax or a sample."""
+    info = json.load(open(os.path.join(toy.BASE, "pretrain.json")))
+    assert {k: info[k] for k in toy.recipe()} == toy.recipe() and info["recipe"] == toy.RECIPE
+    assert toy.weights_sha256(toy.BASE) == info["weights_sha256"] and toy.base() == toy.BASE
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    model = AutoModelForCausalLM.from_pretrained(toy.BASE).eval()
+    measured = toy.quality(model, AutoTokenizer.from_pretrained(toy.BASE))
+    assert measured["greedy"].keys() == info["quality"]["greedy"].keys() == {"all", "1", "2", "3", "4"}
+    for level, value in info["quality"]["greedy"].items():
+        assert abs(measured["greedy"][level] - value) <= 2.0, level
+    assert abs(measured["in_band_majority_right"] - info["quality"]["in_band_majority_right"]) <= 3.0
+    assert info["quality"]["greedy"]["all"] > 50 and info["quality"]["in_band_majority_right"] > 80
 
-    def fake_pretrain(out_dir, **kw):  # stands in for minutes of pretraining: only the cache logic is tested here
-        built.append(kw)
-        os.makedirs(out_dir, exist_ok=True)
-        open(os.path.join(out_dir, "model.safetensors"), "w").close()
-    monkeypatch.setattr(toy, "pretrain", fake_pretrain)
-    out = str(tmp_path / "base")
-    toy.build_base(out)
-    toy.build_base(out)
-    assert len(built) == 1  # reused
-    toy.build_base(out, steps=10)
-    assert built[-1] == {"steps": 10} and len(built) == 2  # other arguments: rebuilt
+
+def test_a_damaged_or_stale_base_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
+    shipped = tmp_path / "toy-base"
+    shutil.copytree(toy.BASE, shipped)
+    monkeypatch.setattr(toy, "BASE", str(shipped))
+    assert toy.base() == str(shipped)
+    with open(shipped / "model.safetensors", "r+b") as f:  # one weight byte flipped
+        f.seek(-7, os.SEEK_END)
+        byte = f.read(1)
+        f.seek(-7, os.SEEK_END)
+        f.write(bytes([byte[0] ^ 1]))
+    with pytest.raises(SystemExit) as stop:
+        rzero.main(["--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and len(err) == 1 and "not the model its pretrain.json describes" in err[0]
     monkeypatch.setattr(toy, "RECIPE", toy.RECIPE + 1)
-    toy.build_base(out, steps=10)
-    assert len(built) == 3  # other recipe: rebuilt
-    toy.build_base(out, steps=10)
-    assert len(built) == 3
+    with pytest.raises(ValueError, match="another recipe"):
+        toy.base()
+    (shipped / "pretrain.json").unlink()
+    with pytest.raises(ValueError, match="missing"):
+        toy.base()
+
+
+def test_progress_in_a_log_is_whole_lines_at_each_tenth(monkeypatch, capsys):
+    import tqdm.std
+    clock = iter(range(0, 10000, 3))  # every call of the bar's clock is 3 s later
+    monkeypatch.setattr(tqdm.std, "time", lambda: next(clock))
+    for _ in sampler.progress_bar(range(40), desc="work", unit="step"):  # pytest's stderr is not a terminal
+        pass
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert "\r" not in err and lines[0].startswith("work: 0/40 steps (0%)") and lines[-1].startswith("work: 40/40")
+    percents = [int(re.search(r"\((\d+)%\)", line).group(1)) for line in lines]
+    assert percents == sorted(percents) and 4 <= len(lines) <= 12  # a start, some tenths, the end
+    for _ in sampler.progress_bar(range(40), desc="work", enabled=False):
+        pass
+    assert capsys.readouterr().err == ""
 
 
 def test_a_few_seconds_of_pretraining_lower_the_loss(tmp_path):
@@ -753,7 +791,7 @@ def micro_world(tmp_path_factory):
 def loop_args(out, world, *extra):
     return ["--out", str(out), "--iterations", "2", "--candidates", "16", "--eval-file", str(world / "eval.jsonl"),
             "--eval-file", str(world / "pick.jsonl"), "--eval-choice-max-new-tokens", "24", "--eval-k", "2",
-            "--delta", "0.5", "--challenger-steps", "2", "--challenger-prompts", "4",
+            "--band", "0", "1", "--challenger-steps", "2", "--challenger-prompts", "4",
             "--challenger-group-size", "2", "--challenger-mini-batch", "2", "--challenger-max-new-tokens", "40",
             "--solver-steps", "2", "--solver-prompts", "4", "--solver-group-size", "2", "--solver-mini-batch", "4",
             "--solver-max-new-tokens", "40", *extra]
@@ -765,7 +803,7 @@ def same_run(a, b):
     strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
     for it in (1, 2):
         for name in ("dataset.jsonl", "challenger_metrics.jsonl", "solver_metrics.jsonl"):
-            assert strip(rzero._read_jsonl(a / f"iter{it}" / name)) == strip(rzero._read_jsonl(b / f"iter{it}" / name))
+            assert strip(runfolder.read_jsonl(a / f"iter{it}" / name)) == strip(runfolder.read_jsonl(b / f"iter{it}" / name))
         wa, wb = load_file(a / f"iter{it}" / "solver" / "model.safetensors"), load_file(
             b / f"iter{it}" / "solver" / "model.safetensors")
         assert all(torch.equal(wa[k], wb[k]) for k in wa)
@@ -774,10 +812,11 @@ def same_run(a, b):
 
 
 def test_loop_runs_end_to_end_and_resumes_after_a_kill(micro_world, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(toy, "build_base", lambda *a, **k: str(micro_world / "base"))
+    monkeypatch.setattr(toy, "base", lambda: str(micro_world / "base"))
     rzero.main(loop_args(tmp_path / "a", micro_world))
     out, err = capsys.readouterr()
-    assert "[iter 2: eval] greedy" in out and err == ""  # stderr is no terminal: no progress bars, no loading bars
+    assert "[iter 2: eval] greedy" in out  # stderr is no terminal: progress in whole lines, no loading bars
+    assert "\r" not in err and "iter 2: Solver GRPO: 0/2 steps (0%)" in err and "Loading" not in err
     summary = json.load(open(tmp_path / "a" / "summary.json"))
     assert [r["iteration"] for r in summary] == ["base", 1, 2] and set(summary[2]["greedy"]) == {"eval", "pick"}
     assert set(summary[2]["averages"]) == {"MATH AVG", "Overall AVG"}
@@ -806,23 +845,23 @@ def test_loop_runs_end_to_end_and_resumes_after_a_kill(micro_world, tmp_path, mo
 
 
 def test_loop_switches_oracle_labels_and_base_challenger(micro_world, tmp_path, monkeypatch):
-    monkeypatch.setattr(toy, "build_base", lambda *a, **k: str(micro_world / "base"))
+    monkeypatch.setattr(toy, "base", lambda: str(micro_world / "base"))
     rzero.main(loop_args(tmp_path / "o", micro_world, "--oracle-labels", "--base-challenger", "--iterations", "1"))
     assert not os.path.exists(tmp_path / "o" / "iter1" / "challenger")  # the base Challenger is never trained
-    rows = rzero._read_jsonl(tmp_path / "o" / "iter1" / "dataset.jsonl")
+    rows = runfolder.read_jsonl(tmp_path / "o" / "iter1" / "dataset.jsonl")
     assert rows and all("answer" in r for r in rows)
-    metrics = rzero._read_jsonl(tmp_path / "o" / "iter1" / "solver_metrics.jsonl")
+    metrics = runfolder.read_jsonl(tmp_path / "o" / "iter1" / "solver_metrics.jsonl")
     assert all(m["reward"] == pytest.approx(m["true_reward"]) for m in metrics)  # trained on the exact answers
 
     rzero.main(loop_args(tmp_path / "q", micro_world, "--oracle-questions", "--iterations", "1"))
     assert not os.path.exists(tmp_path / "q" / "iter1" / "challenger")
-    rows = rzero._read_jsonl(tmp_path / "q" / "iter1" / "dataset.jsonl")
+    rows = runfolder.read_jsonl(tmp_path / "q" / "iter1" / "dataset.jsonl")
     assert len(rows) == 16 and all(r["label"] == toy.answer(r["question"]) for r in rows)
     assert json.load(open(tmp_path / "q" / "summary.json"))[1]["label_accuracy"] == 1.0
 
 
 def test_a_kv_budget_below_one_row_stops_the_stage_in_one_line(micro_world, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(toy, "build_base", lambda *a, **k: str(micro_world / "base"))
+    monkeypatch.setattr(toy, "base", lambda: str(micro_world / "base"))
     with pytest.raises(SystemExit) as stop:
         rzero.main(loop_args(tmp_path / "a", micro_world, "--kv-cache-gb", "1e-6"))
     err = capsys.readouterr().err.strip().splitlines()
@@ -834,8 +873,8 @@ def test_oracle_questions_leave_out_the_test_set_and_are_labelled_exactly(tmp_pa
     test = [evaluation.Benchmark("t", "math", [{"question": "1+1", "answer": "2"}])]
     world = rzero.World("", rzero.PAPER_PROMPTS, test, toy.safe_answer, toy.safe_level,
                         question=lambda rng: rng.choice(["1+1", "2*3-9"]))
-    rzero.world_dataset(rzero.LoopConfig(candidates=5), world, 1, str(tmp_path / "d.jsonl"))
-    rows = rzero._read_jsonl(tmp_path / "d.jsonl")
+    rzero.world_dataset(config.LoopConfig(candidates=5), world, 1, str(tmp_path / "d.jsonl"))
+    rows = runfolder.read_jsonl(tmp_path / "d.jsonl")
     assert [(r["question"], r["label"]) for r in rows] == [("2*3-9", "-3")] * 5
     assert json.load(open(tmp_path / "d_stats.json"))["difficulty"] == 2
 
@@ -845,7 +884,7 @@ ROLE_BAD = [("steps", "0"), ("prompts", "0"), ("group-size", "1"), ("mini-batch"
             ("max-new-tokens", "0")]
 BAD_SETTINGS = [  # (flag, a bad value): every setting that can be wrong, some on both sides of their range
     ("--iterations", "-1"), ("--m", "0"), ("--m", "1"), ("--vote-temperature", "-1"), ("--vote-top-k", "-1"),
-    ("--candidates", "0"), ("--gen-temperature", "-0.5"), ("--gen-top-p", "0"), ("--delta", "-1"), ("--delta", "0.6"),
+    ("--candidates", "0"), ("--gen-temperature", "-0.5"), ("--gen-top-p", "0"), ("--band", "-0.1 0.5"), ("--band", "0.8 0.2"),
     ("--eval-file", "missing.jsonl"), ("--eval-k", "-1"), ("--eval-max-new-tokens", "0"),
     ("--eval-choice-max-new-tokens", "0"), ("--device", "tpu"), ("--dtype", "float16"),
     ("--max-rows", "0"), ("--kv-cache-gb", "-1"), ("--out", "a-file"), ("--model", "./no/such/model"),
@@ -859,17 +898,17 @@ BAD_SETTINGS = [  # (flag, a bad value): every setting that can be wrong, some o
 def test_every_setting_is_checked_before_any_work(tmp_path, monkeypatch, capsys):
     """Each bad value: exit status 2, one line that names the flag, no traceback, --out untouched, and no world
     built and no model loaded (both would fail here)."""
-    flags = {rzero.flag(prefix, f.name) for prefix, cls, _ in rzero.ROLES for f in fields(cls)
+    flags = {config.flag(prefix, f.name) for prefix, cls, _ in config.ROLES for f in fields(cls)
              if f.type is not bool and f.name != "seed"}
     assert flags == {flag for flag, _ in BAD_SETTINGS}  # a new setting needs its rule and its row here
     monkeypatch.chdir(tmp_path)
     (tmp_path / "a-file").write_text("")
-    monkeypatch.setattr(toy, "build_base", lambda *a, **k: pytest.fail("a world was built"))
+    monkeypatch.setattr(toy, "base", lambda: pytest.fail("a world was built"))
     monkeypatch.setattr(rzero, "load_model", lambda *a, **k: pytest.fail("a model was loaded"))
     for flag, value in BAD_SETTINGS:
         out = "a-file" if flag == "--out" else "out"
         with pytest.raises(SystemExit) as stop:
-            rzero.main([flag, value, "--out", out] if flag != "--out" else [flag, value])
+            rzero.main([flag, *value.split(" "), "--out", out] if flag != "--out" else [flag, value])
         err = capsys.readouterr().err
         assert stop.value.code == 2 and err.startswith(f"rzero: {flag}") and len(err.strip().splitlines()) == 1, \
             (flag, value, err)
@@ -880,15 +919,15 @@ def test_every_setting_is_checked_before_any_work(tmp_path, monkeypatch, capsys)
 
 
 def test_settings_that_make_a_stage_useless(capsys):
-    with pytest.raises(rzero.RZeroError, match=r"--m 3 leaves no p_hat = k/3 inside the band"):
-        rzero.configs_from_args(["--m", "3", "--delta", "0.1"])
-    rzero.configs_from_args(["--m", "3", "--delta", "0.17"])  # 2/3 is in the band
+    with pytest.raises(config.SettingsError, match=r"--m 3 leaves no p_hat = k/3 inside the band"):
+        config.configs_from_args(["--m", "3", "--band", "0.4", "0.6"])
+    config.configs_from_args(["--m", "3", "--band", "0.33", "0.67"])  # 1/3 and 2/3 are in the band
     assert capsys.readouterr().err == ""
     for argv, warning in ((["--vote-temperature", "0"], "the band keeps no question"),
                           (["--vote-top-k", "1"], "the band keeps no question"),
                           (["--gen-temperature", "0"], "one question written N times"),
                           (["--dtype", "bfloat16"], "below bfloat16's resolution")):
-        rzero.configs_from_args(argv)
+        config.configs_from_args(argv)
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("rzero: warning:") and warning in err[0]
 
@@ -964,7 +1003,7 @@ def test_bad_benchmark_files_name_the_file_and_the_line(tmp_path, monkeypatch, c
     bad = write_lines(tmp_path / "bad.jsonl", rows)
     with pytest.raises(ValueError, match=message):
         evaluation.read_benchmark(bad)
-    monkeypatch.setattr(toy, "build_base", lambda *a, **k: pytest.fail("a model was built"))
+    monkeypatch.setattr(toy, "base", lambda: pytest.fail("a model was built"))
     with pytest.raises(SystemExit) as stop:  # the loop says it in one line before it loads anything
         rzero.main(["--out", str(tmp_path / "run"), "--eval-file", bad])
     err = capsys.readouterr().err
@@ -1096,14 +1135,16 @@ def test_grpo_step_on_two_ranks_equals_one_rank(tmp_path):
 
 
 def torchrun(cwd, out, world):
-    """`bash run.sh --nproc 2` in `cwd`, on the micro world's base (placed where the tiny world caches its own)."""
-    if not os.path.exists(cwd / "cache" / "toy-base"):
-        shutil.copytree(world / "base", cwd / "cache" / "toy-base")
-        (cwd / "cache" / "toy-base" / "pretrain.json").write_text(json.dumps({"recipe": toy.RECIPE}))
+    """`bash run.sh --nproc 2` in `cwd`, on the micro world's base: rzero.py's own entry, with toy.base pointed at
+    the micro base (the shipped one would make the test several times slower)."""
+    runner = cwd / "micro_rzero.py"
+    runner.write_text(f"import signal, sys\nsys.path.insert(0, {os.getcwd()!r})\nimport rzero, toy\n"
+                      f"toy.base = lambda: {str(world / 'base')!r}\n"
+                      "signal.signal(signal.SIGTERM, rzero._stop)\nrzero.main(sys.argv[1:])\n")
     args = loop_args(out, world, "--iterations", "1")
     return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                             os.path.abspath("rzero.py"), "--", *args], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                             str(runner), "--", *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 def rank_pid(launcher, rank):
@@ -1140,8 +1181,8 @@ def test_two_processes_survive_a_dead_rank_and_resume(micro_world, tmp_path):
     assert again.returncode == 0 and "[iter 1: dataset] done earlier" in out, err[-2000:]
     for name in ("dataset.jsonl", "challenger_metrics.jsonl", "solver_metrics.jsonl"):
         strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
-        assert strip(rzero._read_jsonl(tmp_path / "whole" / "iter1" / name)) == strip(
-            rzero._read_jsonl(tmp_path / "b" / "iter1" / name))
+        assert strip(runfolder.read_jsonl(tmp_path / "whole" / "iter1" / name)) == strip(
+            runfolder.read_jsonl(tmp_path / "b" / "iter1" / name))
     from safetensors.torch import load_file
     wa, wb = (load_file(tmp_path / d / "iter1" / "solver" / "model.safetensors") for d in ("whole", "b"))
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)

@@ -3,32 +3,39 @@
 These machines cannot download weights, so `bash run.sh` runs R-Zero here. Every question has an exact answer
 (`answer`), which R-Zero never sees: it only measures it (`test_set` through evaluation.py, `calibration`).
 
-The base model is pretrained by `pretrain` on a synthetic corpus shaped like what a real base model has seen:
+The base model ships in toy-base/ (4 MB of safetensors, its tokenizer, and pretrain.json: the recipe, a hash of
+the weights, the quality measured and the machine it was built on). The loop uses it as it is (`base`), so every
+machine starts from the same model. `pretrain` made it from a synthetic corpus shaped like what a real base model
+has seen:
 - problem-setter documents: the Challenger's prompt, then `<question>EXPR</question>`;
 - solutions: the Solver's prompt with a question, then either a worked solution (one operation reduced per
   line, leftmost first, then `\\boxed{v}`) or a bare `\\boxed{v}`. Both habits are correct; the bare one
   comes late in pretraining (`pretrain`).
-Why two habits (../shared/TINY-WORLD-FINDINGS.md): a model that only ever works its answers makes correlated
-errors, so its majority vote confirms them; a small model cannot compute a bare answer to a long question, so
-its bare guesses scatter while its worked chains agree. The vote is then right where R-Zero uses it, and GRPO
-toward the vote can teach the model to work its answers, a habit it already has.
+Why two habits (RESULTS.md Sec. 3): a model that only ever works its answers makes correlated errors, so its
+majority vote confirms them; a small model cannot compute a bare answer to a long question, so its bare guesses
+scatter while its worked chains agree. The vote is then right where R-Zero uses it, and GRPO toward the vote can
+teach the model to work its answers, a habit it already has.
 
-The recipe (what we measured is in the README): questions of 1-4 operations over operands 0-9, written without
-spaces; 10% problem-setter documents; solutions all worked for the first 70% of the steps, half bare after;
-documents packed 16 rows x 256 tokens per step, each attending only to itself; AdamW at 3e-3 with warm-up and
-cosine decay, 1100 steps (under 5 minutes on 2 cores). Consequence of writing questions without spaces: each
-question is one whitespace word, and nltk's BLEU of two identical one-word sentences is 0.18 (method1
-smoothing), so the paper's repetition penalty never clusters two questions here and r_rep is 1/B for every
-question. Spaced questions made the vote much less reliable (README).
+The recipe (RESULTS.md Sec. 2 has what we measured): questions of 1-4 operations over operands 0-9, written
+without spaces; 10% problem-setter documents; solutions all worked for the first 70% of the steps, half bare
+after; documents packed 16 rows x 256 tokens per step, each attending only to itself; AdamW at 3e-3 with warm-up
+and cosine decay, 1100 steps, float32. Consequence of writing questions without spaces: each question is one
+whitespace word, and nltk's BLEU of two identical one-word sentences is 0.18 (method1 smoothing), so the paper's
+repetition penalty never clusters two questions here and r_rep is 1/B for every question. Spaced questions made
+the vote much less reliable (RESULTS.md Sec. 2).
 
-    python toy.py build                # pretrain (or reuse) the base model in cache/toy-base
+    python toy.py build [FOLDER]       # rebuild the base from the recipe (default cache/toy-base) and compare it
+                                       # with the shipped one; `python toy.py build toy-base` replaces the shipped one
     python toy.py eval [MODEL]         # held-out greedy / mean@10 / maj@10 per level, calibration, parse rate
     python toy.py benchmarks evals/toy # the test set as benchmark files: one per level, and a multiple-choice one
 """
 import argparse
+import hashlib
+import inspect
 import json
 import math
 import os
+import platform
 import random
 import re
 import time
@@ -47,7 +54,8 @@ CHALLENGER = ("Write a question.", "Go.")  # (system, user)
 SOLVER_SYSTEM = "Solve."
 CHAT_TEMPLATE = "{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
 SPECIALS = ["<pad>", "<eos>", "<unk>"]
-RECIPE = 2  # bumped whenever the corpus or pretraining changes, so that a cached base model is rebuilt
+RECIPE = 3  # bumped whenever the corpus or pretraining changes (3: float32 on every CPU)
+BASE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "toy-base")  # the shipped base model
 
 # ----------------------------------------------------------------------------- expressions
 
@@ -295,29 +303,25 @@ def pretrain(out_dir, steps=1100, rows=16, length=256, lr=3e-3, warmup=30, bare_
              progress=True):
     """Pretrain the base model from scratch on the synthetic corpus; save model + tokenizer to out_dir.
     Solutions are all worked until `bare_from` of the steps, then half of them are bare: the chains are learned
-    first, on their own, and the bare habit is added on top (as world E in ../shared/TINY-WORLD-FINDINGS.md, but
-    in one run). Mixing from the start left the chains weak: in-band majority right 52% instead of 71-89%
-    (README).
+    first, on their own, and the bare habit is added on top (world E of RESULTS.md Sec. 3, in one run). Mixing from
+    the start left the chains weak: in-band majority right 52% instead of 71-89% (RESULTS.md Sec. 2).
     Seed 1, because pretraining seeds 0 / 1 / 2 gave bases whose in-band majority is right 71 / 89 / 85% of the
-    time (README); all three are reported. Returns the training loss of every step."""
-    from tqdm.auto import tqdm
+    time (RESULTS.md Sec. 2). float32 throughout: on a CPU with native bf16, autocast was slower than fp32 (0.41 s
+    against 0.24 s a step), and on one without it 13 times slower. Returns the training loss of every step."""
     tokenizer = make_tokenizer()
     model = make_model(tokenizer, seed=seed, **(model_kw or {}))
     rng = random.Random(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
     model.train()
-    bar, losses = tqdm(range(steps), desc="pretraining the tiny base model", disable=None if progress else True), []
-    # fp32 weights, bf16 matmuls where the CPU does bf16 natively (20% faster there); elsewhere (AVX2 only) bf16 is
-    # emulated, 13x slower than fp32, so the matmuls stay fp32 and the base is a slightly different model
-    bf16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    bar = sampler.progress_bar(range(steps), desc="pretraining the tiny base model", unit="step", enabled=progress)
+    losses = []
     for step in bar:
         scale = min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / steps))  # warm-up, cosine
         for g in opt.param_groups:
             g["lr"] = lr * scale
         worked_share = 1.0 if step < bare_from * steps else 0.5
         ids, positions, mask, labels = packed_batch(rng, tokenizer, rows, length, worked_share)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = model(input_ids=ids, position_ids=positions, attention_mask=mask, labels=labels).loss
+        loss = model(input_ids=ids, position_ids=positions, attention_mask=mask, labels=labels).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -331,23 +335,66 @@ def pretrain(out_dir, steps=1100, rows=16, length=256, lr=3e-3, warmup=30, bare_
     return losses
 
 
-def build_base(out_dir="cache/toy-base", **kw):
-    """The tiny base model's folder: pretrained once (a few minutes on 2 cores), then reused while its recipe
-    (RECIPE and the keyword arguments) is the one asked for."""
+def weights_sha256(folder):
+    """sha256 of the model's tensors (name, dtype, shape and bytes, in name order), not of the file's layout."""
+    from safetensors.torch import load_file
+    h = hashlib.sha256()
+    for name, t in sorted(load_file(os.path.join(folder, "model.safetensors")).items()):
+        h.update(f"{name} {t.dtype} {tuple(t.shape)}".encode())
+        h.update(t.contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def recipe():
+    """What defines the base: the corpus version and pretrain()'s settings (its defaults)."""
+    settings = {k: p.default for k, p in inspect.signature(pretrain).parameters.items()
+                if k not in ("out_dir", "progress")}
+    return {"recipe": RECIPE, **settings}
+
+
+def build(out_dir):
+    """Pretrain the base from the recipe into out_dir, measure it, and write pretrain.json last (the recipe, the
+    weights' hash, the quality, the machine), so a folder whose build was cut short is never taken for a base."""
     meta = os.path.join(out_dir, "pretrain.json")
-    recipe = {"recipe": RECIPE, **kw}
-    if os.path.exists(meta) and os.path.exists(os.path.join(out_dir, "model.safetensors")):
-        with open(meta) as f:
-            if {k: v for k, v in json.load(f).items() if k != "seconds"} == recipe:
-                return out_dir
-    os.makedirs(out_dir, exist_ok=True)
     if os.path.exists(meta):
-        os.remove(meta)  # written last, so a folder whose pretraining was cut short is never taken for a model
+        os.remove(meta)
     t0 = time.time()
-    pretrain(out_dir, **kw)
+    pretrain(out_dir)
+    seconds = round(time.time() - t0, 1)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(out_dir).eval(), AutoTokenizer.from_pretrained(out_dir)
+    info = {**recipe(), "weights_sha256": weights_sha256(out_dir), "quality": quality(model, tokenizer),
+            "built_on": machine(), "seconds": seconds}
     with open(meta, "w") as f:
-        json.dump({**recipe, "seconds": round(time.time() - t0, 1)}, f, indent=1)
-    return out_dir
+        json.dump(info, f, indent=1)
+    return info
+
+
+def machine():
+    """The CPU (its model name, and whether it has native bf16), torch and the thread count: what a rebuild's float
+    sums depend on."""
+    cpu = platform.machine()
+    if os.path.exists("/proc/cpuinfo"):
+        info = open("/proc/cpuinfo").read()
+        name = re.search(r"model name\s*:\s*(.+)", info)
+        cpu = (name.group(1).strip() if name else cpu) + (", avx512_bf16" if "avx512_bf16" in info else ", no native bf16")
+    return {"cpu": cpu, "torch": torch.__version__, "threads": torch.get_num_threads()}
+
+
+def base():
+    """The shipped base model's folder, checked against its pretrain.json: the recipe of this code and the hash of
+    the weights that were measured. ValueError, saying how to mend it, for anything else."""
+    meta = os.path.join(BASE, "pretrain.json")
+    mend = "restore it with `git checkout -- toy-base`, or rebuild it with `python toy.py build toy-base`"
+    if not os.path.exists(meta) or not os.path.exists(os.path.join(BASE, "model.safetensors")):
+        raise ValueError(f"the tiny world's base model is missing from {BASE}: {mend}")
+    with open(meta) as f:
+        info = json.load(f)
+    if {k: info.get(k) for k in recipe()} != recipe():
+        raise ValueError(f"{BASE} was built with another recipe than this code's: {mend}")
+    if weights_sha256(BASE) != info["weights_sha256"]:
+        raise ValueError(f"{BASE}/model.safetensors is not the model its pretrain.json describes (damaged?): {mend}")
+    return BASE
 
 
 # ----------------------------------------------------------------------------- measurement
@@ -367,7 +414,7 @@ def calibration(model, tokenizer, n_questions=600, levels=(2, 3, 4), m=10, tempe
         b = bins.setdefault(round(v.p_hat, 2), [0, 0])
         b[0] += 1
         b[1] += right
-        if abs(v.p_hat - 0.5) <= 0.25:  # the paper's band
+        if vote.in_band(v.p_hat):
             band[0] += 1
             band[1] += right
     table = {p: (c, r / c) for p, (c, r) in sorted(bins.items())}
@@ -384,8 +431,17 @@ def challenger_parse_rate(model, tokenizer, n=200, temperature=1.0, seed=3):
     return sum(safe_answer(q) is not None for q in questions) / n
 
 
+def quality(model, tokenizer):
+    """The figures pretrain.json records and the tests check: held-out greedy per level (as the loop's base eval
+    measures it, 128 new tokens) and the accuracy of the in-band majority vote (`calibration`)."""
+    table = evaluation.evaluate(model, tokenizer, [test_set()], SOLVER_SYSTEM, 0, 128)["toy"]
+    _, in_band, n_band = calibration(model, tokenizer)
+    return {"greedy": {lv: r["greedy"] for lv, r in [("all", table["all"]), *table["levels"].items()]},
+            "in_band_majority_right": round(100 * in_band, 1), "in_band_questions": n_band}
+
+
 def print_report(model, tokenizer, vote_temperature=1.0):
-    table = evaluation.evaluate(model, tokenizer, [test_set()], SOLVER_SYSTEM, 10, 160,
+    table = evaluation.evaluate(model, tokenizer, [test_set()], SOLVER_SYSTEM, 10, 128,
                                 generator=torch.Generator().manual_seed(0))["toy"]
     print("held-out test set (accuracy %; mean@10 and maj@10 at temperature 1.0):")
     print("level    greedy  mean@10  maj@10    n")
@@ -398,12 +454,26 @@ def print_report(model, tokenizer, vote_temperature=1.0):
     print(f"Challenger parse rate (T=1.0): {100 * challenger_parse_rate(model, tokenizer):.1f}%")
 
 
+def compare_with_shipped(folder):
+    """One line: whether a rebuilt base equals the shipped one, and by how much it differs if not."""
+    from safetensors.torch import load_file
+    with open(os.path.join(BASE, "pretrain.json")) as f:
+        shipped = json.load(f)
+    if weights_sha256(folder) == shipped["weights_sha256"]:
+        return f"the rebuild equals the shipped base ({BASE}) bit for bit"
+    a, b = load_file(os.path.join(folder, "model.safetensors")), load_file(os.path.join(BASE, "model.safetensors"))
+    worst = max((a[k] - b[k]).abs().max().item() for k in a) if a.keys() == b.keys() else float("nan")
+    return (f"the rebuild differs from the shipped base ({BASE}, built on {shipped['built_on']['cpu']}, torch "
+            f"{shipped['built_on']['torch']}): largest weight difference {worst:.3g}. Another CPU kind or torch "
+            "version sums in another order; the loop uses the shipped base")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["build", "eval", "benchmarks"])
-    parser.add_argument("folder", nargs="?", help="the model (build, eval; default cache/toy-base), or where the "
-                                                  "benchmark files go (benchmarks)")
-    parser.add_argument("--steps", type=int, help="pretraining steps (build; default 1100)")
+    parser.add_argument("folder", nargs="?", help="build: where the rebuilt base goes (default cache/toy-base); "
+                                                  "eval: the model (default the shipped toy-base); benchmarks: "
+                                                  "where the files go")
     parser.add_argument("--vote-temperature", type=float, default=1.0)
     args = parser.parse_args()
     if args.command == "benchmarks":
@@ -411,13 +481,17 @@ def main():
             raise SystemExit("toy.py: benchmarks needs the folder to write them to")
         print(f"{args.folder}: {', '.join(write_benchmarks(args.folder))}")
         return
-    folder = args.folder or "cache/toy-base"
     if args.command == "build":
-        t0 = time.time()
-        build_base(folder, **({"steps": args.steps} if args.steps else {}))
-        print(f"base model in {folder} ({time.time() - t0:.0f} s)")
-    elif not os.path.isdir(folder):
-        raise SystemExit(f"toy.py: no model folder at {folder} (build it with: python toy.py build)")
+        folder = args.folder or os.path.join("cache", "toy-base")
+        info = build(folder)
+        print(f"base model in {folder}: {info['seconds']:.0f} s of pretraining; greedy {info['quality']['greedy']}, "
+              f"in-band majority right {info['quality']['in_band_majority_right']}%")
+        if os.path.abspath(folder) != BASE and os.path.exists(os.path.join(BASE, "pretrain.json")):
+            print(compare_with_shipped(folder))
+        return
+    folder = args.folder or BASE
+    if not os.path.isdir(folder):
+        raise SystemExit(f"toy.py: no model folder at {folder}")
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
     hf_logging.disable_progress_bar()

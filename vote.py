@@ -246,3 +246,9 @@ def majority_vote(answers):
         return Vote(None, 0.0, [], class_of)
     best = max(range(len(reps)), key=lambda j: (sizes[j], -j))
     return Vote(reps[best].strip(), sizes[best] / max(len(answers), 1), sizes, class_of)
+
+
+def in_band(p_hat, band=(0.25, 0.75)):
+    """LOW <= p_hat <= HIGH: the questions R-Zero keeps for the Solver (paper Sec. 3.3, |p_hat - 1/2| <= 0.25).
+    With a tolerance, because p_hat = k/m is a float (3/10 must pass a band that starts at 0.3)."""
+    return band[0] - 1e-9 <= p_hat <= band[1] + 1e-9

@@ -1,0 +1,235 @@
+"""The settings of an R-Zero run: one dataclass per role, the tiny world's preset, the command line, and the checks
+every setting passes before any work starts.
+
+The defaults are the paper's (PAPER.md Sec. 2.2, 3, 4 and 9); where the official code differs, the flag that gives
+its value is named in PAPER.md Sec. 10. `python rzero.py --help` (or `bash run.sh --help`) lists every flag.
+`DEFINING` splits the settings into those that decide what a run computes and those that only decide how it runs:
+a run folder resumes under a command that agrees with it on the first kind (rzero.run).
+"""
+import argparse
+import os
+import sys
+from dataclasses import dataclass, field, fields
+
+import torch
+
+import evaluation
+import vote
+
+
+class SettingsError(ValueError):
+    """Settings that cannot run: one line per problem, before anything is built, loaded or written."""
+
+
+def _f(default, doc):
+    return field(default=default, metadata={"help": doc})
+
+
+@dataclass
+class ChallengerConfig:
+    steps: int = _f(5, "GRPO steps per iteration (paper App. A; the official run keeps global_step_5)")
+    prompts: int = _f(512, "prompts per step, all the same prompt (official rollout_batch_size)")
+    group_size: int = _f(4, "questions sampled per prompt: the GRPO group (official rollout.n)")
+    mini_batch: int = _f(128, "prompts per optimizer update (paper 128; official code 16)")
+    micro_batch: int = _f(8, "sequences per forward/backward pass")
+    lr: float = _f(1e-6, "AdamW learning rate, constant")
+    kl_coef: float = _f(0.01, "k3 KL weight to the iteration's initial Challenger (0: no reference model)")
+    temperature: float = _f(1.0, "sampling temperature of the questions")
+    top_p: float = _f(0.99, "nucleus sampling of the questions")
+    max_new_tokens: int = _f(4096, "longest Challenger output")
+    tau: float = _f(0.5, "BLEU-distance threshold of the repetition clustering (paper tau_BLEU)")
+    lam: float = _f(1.0, "weight lambda of the repetition penalty (0: no penalty)")
+    official_reward: bool = _f(False, "official reward min(p,1-p) - r_rep, -1 for bad format, no clamp")
+
+
+@dataclass
+class SolverConfig:
+    steps: int = _f(15, "GRPO steps per iteration (paper App. A; official global_step_15)")
+    prompts: int = _f(512, "questions per step")
+    group_size: int = _f(5, "answers sampled per question: the GRPO group (official rollout.n)")
+    mini_batch: int = _f(128, "questions per optimizer update")
+    micro_batch: int = _f(8, "sequences per forward/backward pass")
+    lr: float = _f(1e-6, "AdamW learning rate, constant")
+    kl_coef: float = _f(0.01, "k3 KL weight to the iteration's initial Solver (0: no reference model)")
+    temperature: float = _f(1.0, "sampling temperature of the rollouts")
+    top_p: float = _f(0.99, "nucleus sampling of the rollouts")
+    max_new_tokens: int = _f(4096, "longest Solver answer")
+    loss_agg: str = _f("token-mean", "token-mean or seq-mean-token-mean (the official Solver's effective one)")
+
+
+@dataclass
+class LoopConfig:
+    model: str = _f("", "base model: a local folder or hub id (empty: the embedded tiny world)")
+    out: str = _f("runs/rzero", "output folder; rerunning the same command resumes there")
+    iterations: int = _f(3, "co-evolution iterations K (a finished run is extended by a larger K)")
+    m: int = _f(10, "Solver answers per question for the vote (paper m = 10; official labelling uses 9)")
+    vote_temperature: float = _f(1.0, "temperature of the m voting answers")
+    vote_top_k: int = _f(40, "top-k of the voting answers (official vLLM setting)")
+    candidates: int = _f(8000, "questions the trained Challenger writes per iteration (paper N)")
+    gen_temperature: float = _f(1.0, "temperature of the N candidate questions")
+    gen_top_p: float = _f(0.95, "nucleus of the N candidate questions")
+    band: tuple = _f((0.25, 0.75), "keep the questions with LOW <= p_hat <= HIGH (paper 0.25 0.75; official code "
+                                   "0.3 0.8 with --m 9; 0 1 keeps everything)")
+    eval_file: list = field(default_factory=list, metadata={"help": (
+        "a benchmark: a JSONL of math or multiple-choice rows, or a folder of them; may be given several times "
+        "(tiny world: its own test set)")})
+    eval_k: int = _f(0, "samples per question for mean@k and maj@k besides greedy (0: greedy only, as the paper)")
+    eval_max_new_tokens: int = _f(4096, "new tokens of an evaluation answer, math")
+    eval_choice_max_new_tokens: int = _f(8192, "new tokens of an evaluation answer, multiple choice")
+    oracle_labels: bool = _f(False, "measurement only: train the Solver on exact answers, not the vote")
+    oracle_questions: bool = _f(False, "measurement only: the Solver trains on N fresh questions from the tiny "
+                                       "world's own generator with exact answers (no Challenger, no vote)")
+    base_challenger: bool = _f(False, "the paper's baseline: no Challenger training, questions from the base")
+    device: str = _f("cuda" if torch.cuda.is_available() else "cpu", "torch device (cuda: each rank's own GPU)")
+    dtype: str = _f("float32", "dtype of the trained weights and AdamW's states, float32 or bfloat16; GPUs compute "
+                               "in bfloat16 either way (bfloat16 here is pure-bf16 training: most updates at lr "
+                               "1e-6 fall below its resolution)")
+    max_rows: int = _f(512, "most sequences sampled at once per process")
+    kv_cache_gb: float = _f(0.0, "the sampler's KV cache budget per process, in GB (10^9 bytes); 0: 80%% of the GPU's "
+                                 "free memory when a sampling call starts, no bound on CPU")
+    compile: bool = _f(torch.cuda.is_available(), "capture the sampler's decode step with torch.compile (CUDA graphs "
+                                                  "on GPUs)")
+    grad_checkpointing: bool = _f(False, "recompute layer activations in backward (the model's own switch)")
+    seed: int = _f(0, "seed of every stage's randomness")
+
+
+# The tiny world's preset: what a 2-core CPU runs in minutes. The paper's values stay the defaults for real models.
+# Besides sizes: learning rates 30-50x the paper's (a 1M-parameter model needs larger steps; 5e-5 is what let the
+# Challenger move its questions into the band within 5 steps), and one Solver update per step, as in the probes of
+# RESULTS.md Sec. 3 (the paper takes 4). README.md's results table was measured with this preset.
+TOY_PRESET = {
+    "challenger": dict(prompts=16, group_size=4, mini_batch=4, micro_batch=16, lr=5e-5, max_new_tokens=64),
+    "solver": dict(steps=30, prompts=32, group_size=8, mini_batch=32, micro_batch=64, lr=3e-5, max_new_tokens=128),
+    "loop": dict(candidates=1000, max_rows=1024, eval_k=10, eval_max_new_tokens=128, eval_choice_max_new_tokens=128),
+}
+
+# Settings that only decide how or where a run goes, never what it computes: a run folder may be resumed, moved or
+# extended under other values of these. Evaluation settings are recorded in each eval.json instead (a change
+# re-evaluates the existing checkpoints). Every other setting decides the results and must match to resume.
+HOW_IT_RUNS = {"out", "iterations", "device", "max_rows", "kv_cache_gb", "compile", "grad_checkpointing"}
+EVALUATION = {"eval_file", "eval_k", "eval_max_new_tokens", "eval_choice_max_new_tokens"}
+# The settings classes with the prefix of their flags and their key in TOY_PRESET.
+ROLES = (("", LoopConfig, "loop"), ("challenger-", ChallengerConfig, "challenger"), ("solver-", SolverConfig, "solver"))
+
+
+def flag(prefix, name):
+    """The command-line flag of a setting: flag("solver-", "group_size") == "--solver-group-size"."""
+    return "--" + prefix + name.replace("_", "-")
+
+
+def defining(cfg, ch, sv):
+    """{flag: value} of every setting that decides what the run computes (JSON values, as config.json holds them)."""
+    return {flag(prefix, f.name): list(v) if isinstance(v := getattr(c, f.name), tuple) else v
+            for (prefix, _, _), c in zip(ROLES, (cfg, ch, sv)) for f in fields(c)
+            if c is not cfg or f.name not in HOW_IT_RUNS | EVALUATION}
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="bash run.sh",
+        description="R-Zero: a Challenger and a Solver co-evolve from one base model with no data. With no --model "
+                    "it runs the embedded tiny world, whose preset overrides some sizes (TOY_PRESET in config.py); "
+                    "the defaults shown are the paper's.")
+    for prefix, cls, _ in ROLES:
+        group = parser.add_argument_group(cls.__name__)
+        for f in fields(cls):
+            name = flag(prefix, f.name)
+            if f.type is bool:
+                group.add_argument(name, action=argparse.BooleanOptionalAction, default=None,
+                                   help=f"{f.metadata['help']} (default {'on' if f.default else 'off'})")
+            elif f.type is list:
+                group.add_argument(name, action="append", default=None, metavar="PATH", help=f.metadata["help"])
+            elif f.type is tuple:
+                group.add_argument(name, nargs=2, type=float, default=None, metavar=("LOW", "HIGH"),
+                                   help=f"{f.metadata['help']} (default {' '.join(map(str, f.default))})")
+            else:
+                group.add_argument(name, type=f.type, default=None, metavar=f.type.__name__.upper(),
+                                   help=f"{f.metadata['help']} (default {f.default!r})")
+    return parser
+
+
+def configs_from_args(argv=None, warn=lambda line: print(line, file=sys.stderr)):
+    """Defaults (the paper's), then the tiny world's preset when no model is given, then the command line.
+    Returns (LoopConfig, ChallengerConfig, SolverConfig); SettingsError lists every problem."""
+    args = vars(build_parser().parse_args(argv))
+    out = []
+    for prefix, cls, preset in ROLES:
+        values = {} if args["model"] else dict(TOY_PRESET[preset])
+        given = {f.name: args[flag(prefix, f.name)[2:].replace("-", "_")] for f in fields(cls)}  # argparse's dests
+        values.update({name: tuple(v) if isinstance(v, list) and name == "band" else v
+                       for name, v in given.items() if v is not None})
+        out.append(cls(**values))
+    problems, warnings = check_settings(*out)
+    if problems:
+        raise SettingsError("\n".join(problems))
+    for w in warnings:
+        warn(f"rzero: warning: {w}")
+    return out
+
+
+_COUNT = (lambda v: v >= 1, "at least 1")
+_NONNEGATIVE = (lambda v: v >= 0, "at least 0")
+_UNIT = (lambda v: 0 < v <= 1, "in (0, 1]")
+# The allowed values of every setting, by field name (a name means the same thing in every role). Booleans and
+# the seed take any value; --model, --out and --eval-file are files, checked in check_settings.
+RULES = {
+    **dict.fromkeys(("iterations", "candidates", "max_rows", "steps", "prompts", "mini_batch", "micro_batch",
+                     "max_new_tokens", "eval_max_new_tokens", "eval_choice_max_new_tokens"), _COUNT),
+    "m": (lambda v: v >= 2, "at least 2"),
+    "group_size": (lambda v: v >= 2, "at least 2 (a group of one has no baseline: GRPO learns nothing)"),
+    **dict.fromkeys(("vote_temperature", "gen_temperature", "vote_top_k", "kl_coef", "lam", "kv_cache_gb",
+                     "eval_k"), _NONNEGATIVE),
+    "temperature": (lambda v: v > 0, "above 0 (GRPO divides the logits by it)"),
+    **dict.fromkeys(("top_p", "gen_top_p", "tau"), _UNIT),
+    "band": (lambda v: 0 <= v[0] <= v[1] <= 1, "two numbers LOW <= HIGH within [0, 1]"),
+    "lr": (lambda v: v > 0, "above 0"),
+    "loss_agg": (lambda v: v in ("token-mean", "seq-mean-token-mean"), "token-mean or seq-mean-token-mean"),
+    "dtype": (lambda v: v in ("float32", "bfloat16"), "float32 or bfloat16"),
+    "device": (lambda v: v == "cpu" or v.split(":")[0] == "cuda", "cpu or cuda"),
+}
+
+
+def check_settings(cfg, ch, sv):
+    """Every problem with the settings (one line each) and warnings for valid settings that leave a stage
+    useless, found before anything is built, loaded or written."""
+    problems = []
+    for (prefix, _, _), c in zip(ROLES, (cfg, ch, sv)):
+        for f in fields(c):
+            value = getattr(c, f.name)
+            ok, allowed = RULES.get(f.name, (lambda v: True, ""))
+            if not ok(value):
+                problems.append(f"{flag(prefix, f.name)} must be {allowed} (got {value!r})")
+        if c is not cfg and c.mini_batch >= 1 and c.prompts % c.mini_batch:
+            problems.append(f"{flag(prefix, 'prompts')} ({c.prompts}) must be a multiple of "
+                            f"{flag(prefix, 'mini_batch')} ({c.mini_batch})")
+    low, high = cfg.band
+    if cfg.m >= 2 and low <= high and not any(vote.in_band(k / cfg.m, cfg.band) for k in range(1, cfg.m + 1)):
+        problems.append(f"--m {cfg.m} leaves no p_hat = k/{cfg.m} inside the band {low:g} <= p_hat <= {high:g}: "
+                        "raise --m or widen --band")
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        problems.append(f"--device {cfg.device}: this machine has no GPU")
+    if cfg.model and not os.path.isdir(cfg.model) and (os.path.exists(cfg.model) or cfg.model[0] in "./~"):
+        problems.append(f"--model {cfg.model!r} is not a model folder")
+    elif cfg.model and os.path.isdir(cfg.model) and not os.path.isfile(os.path.join(cfg.model, "config.json")):
+        problems.append(f"--model {cfg.model!r} holds no config.json: not a transformers model folder")
+    if cfg.model and (cfg.oracle_labels or cfg.oracle_questions):
+        problems.append("--oracle-labels and --oracle-questions need exact answers, which only the tiny world has")
+    if not cfg.out or (os.path.exists(cfg.out) and not os.path.isdir(cfg.out)):
+        problems.append(f"--out {cfg.out!r} must be a folder")
+    if cfg.eval_file:
+        try:
+            evaluation.read_benchmarks(cfg.eval_file)
+        except ValueError as e:
+            problems.append(f"--eval-file {e}")
+
+    warnings = []
+    if (cfg.vote_temperature == 0 or cfg.vote_top_k == 1) and cfg.band[1] < 1 and not cfg.oracle_questions:
+        warnings.append("greedy votes (--vote-temperature 0 or --vote-top-k 1) give m equal answers, so p_hat = 1: "
+                        "the band keeps no question and every Challenger reward is 0")
+    if cfg.gen_temperature == 0 and not cfg.oracle_questions:
+        warnings.append("--gen-temperature 0: the N candidates are one question written N times")
+    lr = min(ch.lr, sv.lr)
+    if cfg.dtype == "bfloat16" and lr < 1e-4:
+        warnings.append(f"--dtype bfloat16 keeps no float32 master weights; at lr {lr:g} most AdamW updates are "
+                        "below bfloat16's resolution and are lost")
+    return problems, warnings
