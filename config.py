@@ -1,8 +1,8 @@
 """The settings of an R-Zero run: one dataclass per role, the tiny world's preset, the command line, and the checks
 every setting passes before any work starts.
 
-The defaults are the paper's (PAPER.md Sec. 2.2, 3, 4 and 9); where the official code differs, the flag that gives
-its value is named in PAPER.md Sec. 10. `python rzero.py --help` (or `bash run.sh --help`) lists every flag.
+The defaults are the paper's (PAPER.md Sec. 2.2, 3 and 4); where the official code differs, PAPER.md Sec. 9 names
+the flag that gives its value. `python rzero.py --help` (or `bash run.sh --help`) lists every flag.
 `DEFINING` splits the settings into those that decide what a run computes and those that only decide how it runs:
 a run folder resumes under a command that agrees with it on the first kind (rzero.run).
 """
@@ -103,9 +103,11 @@ TOY_PRESET = {
     "loop": dict(candidates=1000, max_rows=1024, eval_k=10, eval_max_new_tokens=128, eval_choice_max_new_tokens=128),
 }
 
-# Settings that only decide how or where a run goes, never what it computes: a run folder may be resumed, moved or
-# extended under other values of these. Evaluation settings are recorded in each eval.json instead (a change
-# re-evaluates the existing checkpoints). Every other setting decides the results and must match to resume.
+# Settings that decide how or where a run goes, not what it computes: a run folder may be resumed, moved or extended
+# under other values of these. The row limits, the device and the process count batch the sampled rows otherwise,
+# so a stage run under other values draws other samples: the same experiment, not the same bits. Evaluation
+# settings are recorded with each evaluation instead (a change evaluates the checkpoints again). Every other
+# setting decides the results and must match to resume.
 HOW_IT_RUNS = {"out", "iterations", "device", "max_rows", "kv_cache_gb", "compile", "grad_checkpointing"}
 EVALUATION = {"eval_file", "eval_k", "eval_max_new_tokens", "eval_choice_max_new_tokens"}
 # The settings classes with the prefix of their flags and their key in TOY_PRESET.

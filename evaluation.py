@@ -1,4 +1,4 @@
-"""Evaluation as the paper reports it (paper Sec. 4.1, Tables 1-2; ../shared/RZERO-SPEC.md Sec. 6), and the chat
+"""Evaluation as the paper reports it (paper Sec. 4.1, Tables 1-2; PAPER.md Sec. 6), and the chat
 prompts that every stage shares.
 
     python evaluation.py convert gsm8k ~/downloads/gsm8k-test.jsonl evals/gsm8k.jsonl
@@ -8,7 +8,7 @@ prompts that every stage shares.
 A benchmark is a JSONL file named after it, of one kind of row:
 - math: {"question", "answer"}, and "level" where accuracy per level is wanted (the tiny world's test set);
 - multiple choice: {"question", "options": [...], "answer": "C"}.
-Math is asked with the Solver's system message (RZERO-SPEC 6.1); multiple choice with the official user message,
+Math is asked with the Solver's system message (PAPER.md Sec. 6.1); multiple choice with the official user message,
 the options listed "(A): ...", and no system message (6.2). Decoding is greedy with at most 4096 new tokens for math
 and 8192 for multiple choice; mean@k and maj@k are added when k > 0. The paper's aggregates: MATH AVG, the
 unweighted mean of the math benchmarks, and where multiple-choice benchmarks are given, Overall AVG, the mean of
@@ -20,7 +20,7 @@ Departures from the official code, on purpose:
   without one is wrong. The official code takes the first of A-J found anywhere in the box, and failing that a
   random letter, which credits about a tenth of the misses by chance.
 - Math is graded by vote.equivalent alone: no math_verify, no GPT-4o second opinion (the official numbers send
-  every miss to GPT-4o, with its arguments swapped, RZERO-SPEC 6.1).
+  every miss to GPT-4o, with its arguments swapped, PAPER.md Sec. 6.1).
 - AMC and AIME are not repeated 32 times: under greedy decoding the copies only reproduce the one score.
 """
 import argparse
@@ -34,9 +34,9 @@ from dataclasses import dataclass
 import dist
 import vote
 
-MATH_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."  # RZERO-SPEC 6.1 and 4
+MATH_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."  # PAPER.md Sec. 6.1 and 4
 CHOICE_INSTRUCTION = ("Please reason step by step, and put your final answer option within \\boxed{}. Only put the "
-                      "option letter in the box, e.g. \\boxed{A}. There is only one correct answer.")  # RZERO-SPEC 6.2
+                      "option letter in the box, e.g. \\boxed{A}. There is only one correct answer.")  # PAPER.md Sec. 6.2
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
@@ -84,7 +84,7 @@ class Benchmark:
 
 
 def choice_question(row):
-    """The official multiple-choice user message (RZERO-SPEC 6.2)."""
+    """The official multiple-choice user message (PAPER.md Sec. 6.2)."""
     options = "".join(f"({LETTERS[i]}): {o}\n" for i, o in enumerate(row["options"]))
     return f"{row['question']}\nOptions are:\n{options}\n\n{CHOICE_INSTRUCTION}"
 
@@ -219,7 +219,7 @@ def format_table(tables):
 # ----------------------------------------------------------------------------- converting the public files
 
 # source: (question field, answer field or function, options field). Field names as in the files the official
-# code loads (RZERO-SPEC 6.1-6.2); where a source is published in two forms, both are accepted.
+# code loads (PAPER.md Sec. 6.1-6.2); where a source is published in two forms, both are accepted.
 SOURCES = {
     "gsm8k": ("question", lambda r: r["answer"].split("#### ")[-1].strip(), None),
     "math500": (("problem", "Question"), ("answer", "Answer"), None),
@@ -239,6 +239,20 @@ def _field(row, spec):
         if name in row:
             return row[name]
     raise KeyError(spec if isinstance(spec, str) else " or ".join(spec))
+
+
+def _answer(row, spec, options):
+    """A math row's answer field, or else the last \\boxed{} of its worked `solution` (common copies of MATH and
+    Minerva carry only the solution)."""
+    try:
+        return _field(row, spec)
+    except KeyError:
+        solution = row.get("solution")
+        boxed = vote.extract_boxed(solution) if not options and isinstance(solution, str) else None
+        if boxed is None:
+            raise KeyError(f"{spec if isinstance(spec, str) else ' or '.join(spec)}, and no solution with a "
+                           "\\boxed{} answer") from None
+        return boxed
 
 
 def _source_rows(path):
@@ -276,7 +290,7 @@ def convert(source, src, dst):
     out = []
     for i, row in enumerate(rows, 1):
         try:
-            item = {"question": str(_field(row, q_spec)).strip(), "answer": _field(row, a_spec)}
+            item = {"question": str(_field(row, q_spec)).strip(), "answer": _answer(row, a_spec, o_spec)}
             if o_spec:
                 item["options"] = [str(o) for o in _field(row, o_spec)]
         except (KeyError, IndexError, TypeError, AttributeError) as e:

@@ -1,4 +1,4 @@
-"""GRPO, the policy-gradient method that trains both R-Zero roles (paper Sec. 2.2 and 3; RZERO-SPEC Sec. 5).
+"""GRPO, the policy-gradient method that trains both R-Zero roles (paper Sec. 2.2 and 3; PAPER.md Sec. 5).
 
 Given rollouts (prompt + response token ids) and one scalar reward per rollout, grouped by prompt:
 1. `group_advantages`: A_i = (r_i - mean_g) / (std_g + eps), std unbiased as in the official trainer (EasyR1's

@@ -5,22 +5,23 @@
     bash run.sh --nproc 8 --model Qwen/Qwen3-8B-Base --out runs/8b   # 8 GPUs: torchrun + FSDP2 (dist.py)
 
 The map of the method, in the order of the paper:
-- Challenger reward (Sec. 3.2; RZERO-SPEC Sec. 2.4-2.6): `uncertainty_reward`, `bleu_matrix` and
+- Challenger reward (Sec. 3.2; PAPER.md Sec. 2.4-2.6): `uncertainty_reward`, `bleu_matrix` and
   `average_linkage_clusters` -> `repetition_penalty`, `challenger_rewards` (with the format check).
-- Solver data set (Sec. 3.3; RZERO-SPEC Sec. 3): `filter_for_solver` (the band |p_hat - 1/2| <= delta).
-- Prompts (RZERO-SPEC Sec. 2.1, 2.4): `PAPER_PROMPTS`, rendered by evaluation.render (chat template or plain
+- Solver data set (Sec. 3.3; PAPER.md Sec. 3): `filter_for_solver` (the band LOW <= p_hat <= HIGH).
+- Prompts (PAPER.md Sec. 2.1, 2.4): `PAPER_PROMPTS`, rendered by evaluation.render (chat template or plain
   fallback).
-- One iteration (Sec. 3, Alg. 1; RZERO-SPEC Sec. 1): `train_challenger` (GRPO, rewards from the current Solver's
+- One iteration (Sec. 3, Alg. 1; PAPER.md Sec. 1): `train_challenger` (GRPO, rewards from the current Solver's
   votes), `build_dataset` (N candidates, m votes each, the band), `train_solver` (GRPO toward the pseudo-labels),
   `evaluate_stage` (held-out, never trained on). `run` chains them for K iterations, each role warm-starting
-  from its own previous checkpoint, and resumes after the last finished stage.
+  from its own previous checkpoint, and resumes after the last finished stage (each stage's record, `stage`).
 Voting is vote.py, sampling sampler.py, GRPO grpo.py, processes and sharding dist.py, the benchmarks and their
-grading evaluation.py, the tiny world toy.py.
+grading evaluation.py, the settings and the command line config.py, the run folder's files runfolder.py, the tiny
+world toy.py.
 
-Knowing departures: the Challenger's own \\boxed{} answer is ignored, as in the paper (the official code parses it
-wrongly, RZERO-SPEC Sec. 2.3); the Solver reward is the paper's binary match (no 0.1 format term); m = 10 for
-both the reward and the labels (the official labelling uses 9); the band is the paper's 0.25 <= p_hat <= 0.75.
---challenger-official-reward switches to the official reward, --delta and --m reproduce other choices.
+Knowing departures (PAPER.md Sec. 9 lists them all): the Challenger's own \\boxed{} answer is ignored, as in the
+paper (the official code parses it wrongly, PAPER.md Sec. 2.3); the Solver reward is the paper's binary match (no
+0.1 format term); m = 10 for both the reward and the labels (the official labelling uses 9); the band is the
+paper's 0.25 <= p_hat <= 0.75. --challenger-official-reward, --band 0.3 0.8 and --m 9 give the official choices.
 """
 import hashlib
 import json
@@ -232,7 +233,7 @@ def filter_for_solver(questions, votes, band=(0.25, 0.75), drop_no_answer=True, 
     return kept, dropped
 
 
-# ----------------------------------------------------------------------------- prompts (RZERO-SPEC Sec. 2.1, 2.4)
+# ----------------------------------------------------------------------------- prompts (PAPER.md Sec. 2.1, 2.4)
 
 
 @dataclass
@@ -303,13 +304,13 @@ def save_model(model, tokenizer, path):
     try:
         model.save_pretrained(tmp, state_dict=state)
         tokenizer.save_pretrained(tmp)
+        shutil.rmtree(path, ignore_errors=True)
+        os.replace(tmp, path)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(e, (OSError, SafetensorError)):
             raise io_error(path, e) from None
         raise
-    shutil.rmtree(path, ignore_errors=True)
-    os.replace(tmp, path)
 
 
 def stage_seed(cfg, *names):
@@ -437,8 +438,9 @@ def train_challenger(cfg, ch, sv, world, it, init, solver_dir, out_dir):
         model.eval()
         rows.append({"step": step, **question_stats(world, rewards, cfg.band), **stats,
                      "seconds": round(time.time() - t0, 2)})
+        # every response, trimmed: a run whose format rate is low shows what the model wrote instead
         samples += [{"step": step, "question": r.question, "p_hat": r.p_hat, "label": r.label, "reward": r.reward,
-                     "r_rep": r.r_rep} for r in rewards[:4]]
+                     "r_rep": r.r_rep, "response": text[:1000]} for r, text in zip(rewards, texts)]
     write_jsonl(os.path.join(os.path.dirname(out_dir), "challenger_samples.jsonl"), samples)
     write_jsonl(os.path.join(os.path.dirname(out_dir), "challenger_metrics.jsonl"), rows)
     save_model(model, tok, out_dir)

@@ -1,7 +1,7 @@
 """Batched, KV-cached sampling from any transformers causal LM, in plain torch.
 
 R-Zero samples almost all the time: the Challenger's questions, the Solver's m = 10 votes per question, and the
-GRPO rollouts of both roles (paper Sec. 3; the official code uses vLLM, RZERO-SPEC Sec. 2.4, 3.1). This file is
+GRPO rollouts of both roles (paper Sec. 3; the official code uses vLLM, PAPER.md Sec. 2.4, 3.1). This file is
 the replacement, and it imports nothing from the rest of the project.
 
     from sampler import sample

