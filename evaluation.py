@@ -35,8 +35,9 @@ import dist
 import vote
 
 MATH_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."  # PAPER.md Sec. 6.1 and 4
+# PAPER.md Sec. 6.2
 CHOICE_INSTRUCTION = ("Please reason step by step, and put your final answer option within \\boxed{}. Only put the "
-                      "option letter in the box, e.g. \\boxed{A}. There is only one correct answer.")  # PAPER.md Sec. 6.2
+                      "option letter in the box, e.g. \\boxed{A}. There is only one correct answer.")
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 

@@ -65,9 +65,9 @@ def file_record(root, paths):
     """{path relative to root: {"bytes", "sha256"}} of every file under `paths` (files or folders). A stage's
     record: checked on resume, so a truncated or missing file is found before anything reads it. Hashing reads
     every byte once (about 10 s for a 16 GB checkpoint), small beside a stage of a real run."""
-    files = sorted(os.path.join(d, f) for p in paths for d, _, fs in (os.walk(p) if os.path.isdir(p) else
-                                                                     [(os.path.dirname(p), [], [os.path.basename(p)])])
-                   for f in fs)
+    walk = lambda p: os.walk(p) if os.path.isdir(p) else [(os.path.dirname(p), [], [os.path.basename(p)])]  # noqa: E731
+    files = sorted(os.path.join(d, f) for p in paths if os.path.exists(p)  # what the stage wrote (it may skip one)
+                   for d, _, fs in walk(p) for f in fs)
     out = {}
     for path in files:
         h = hashlib.sha256()

@@ -805,7 +805,8 @@ def same_run(a, b):
     strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
     for it in (1, 2):
         for name in ("dataset.jsonl", "challenger_metrics.jsonl", "solver_metrics.jsonl"):
-            assert strip(runfolder.read_jsonl(a / f"iter{it}" / name)) == strip(runfolder.read_jsonl(b / f"iter{it}" / name))
+            assert strip(runfolder.read_jsonl(a / f"iter{it}" / name)) == strip(
+                runfolder.read_jsonl(b / f"iter{it}" / name))
         wa, wb = load_file(a / f"iter{it}" / "solver" / "model.safetensors"), load_file(
             b / f"iter{it}" / "solver" / "model.safetensors")
         assert all(torch.equal(wa[k], wb[k]) for k in wa)
@@ -909,12 +910,27 @@ def test_a_moved_folder_resumes_and_a_damaged_file_is_redone(micro_world, tmp_pa
 
     code, err = interrupted(loop_args(tmp_path / "moved", micro_world, "--seed", "1", "--solver-lr", "1e-3"), capsys)
     assert code == 2 and "holds a run with other settings that decide its results" in err[0]
-    assert "rzero: --seed: this command 1, the run 0" in err and "rzero: --solver-lr: this command 0.001, the run 3e-05" in err
+    assert "rzero: --seed: this command 1, the run 0" in err
+    assert "rzero: --solver-lr: this command 0.001, the run 3e-05" in err
 
     rzero.main(loop_args(tmp_path / "moved", micro_world, "--iterations", "1", "--eval-k", "0"))
     out = capsys.readouterr().out
     assert "[iter 1: eval] the evaluation settings changed: redoing the stage" in out
     assert "[iter 1: solver] done earlier" in out and "mean@2" not in open(tmp_path / "moved" / "summary.md").read()
+
+
+def test_an_empty_band_carries_the_solver_over_and_resumes(micro_world, tmp_path, monkeypatch, capsys):
+    from collections import Counter
+    monkeypatch.setattr(toy, "base", lambda: str(micro_world / "base"))
+    monkeypatch.setattr(rzero, "filter_for_solver", lambda *a, **k: ([], Counter(outside_band=16)))
+    argv = loop_args(tmp_path / "a", micro_world, "--iterations", "1")
+    rzero.main(argv)
+    assert "[iter 1: solver] the band filter kept no question: the Solver is carried over unchanged" in \
+        capsys.readouterr().out
+    record = json.load(open(tmp_path / "a" / "iter1" / "solver.record.json"))
+    assert "iter1/solver/model.safetensors" in record["files"] and "iter1/solver_metrics.jsonl" not in record["files"]
+    rzero.main(argv)
+    assert "[iter 1: solver] done earlier: the band filter kept no question" in capsys.readouterr().out
 
 
 def test_sigterm_names_torchrun_only_under_torchrun(monkeypatch):
@@ -970,7 +986,8 @@ ROLE_BAD = [("steps", "0"), ("prompts", "0"), ("group-size", "1"), ("mini-batch"
             ("max-new-tokens", "0")]
 BAD_SETTINGS = [  # (flag, a bad value): every setting that can be wrong, some on both sides of their range
     ("--iterations", "-1"), ("--m", "0"), ("--m", "1"), ("--vote-temperature", "-1"), ("--vote-top-k", "-1"),
-    ("--candidates", "0"), ("--gen-temperature", "-0.5"), ("--gen-top-p", "0"), ("--band", "-0.1 0.5"), ("--band", "0.8 0.2"),
+    ("--candidates", "0"), ("--gen-temperature", "-0.5"), ("--gen-top-p", "0"),
+    ("--band", "-0.1 0.5"), ("--band", "0.8 0.2"),
     ("--eval-file", "missing.jsonl"), ("--eval-k", "-1"), ("--eval-max-new-tokens", "0"),
     ("--eval-choice-max-new-tokens", "0"), ("--device", "tpu"), ("--dtype", "float16"),
     ("--max-rows", "0"), ("--kv-cache-gb", "-1"), ("--out", "a-file"), ("--model", "./no/such/model"),

@@ -377,7 +377,8 @@ def machine():
     if os.path.exists("/proc/cpuinfo"):
         info = open("/proc/cpuinfo").read()
         name = re.search(r"model name\s*:\s*(.+)", info)
-        cpu = (name.group(1).strip() if name else cpu) + (", avx512_bf16" if "avx512_bf16" in info else ", no native bf16")
+        bf16 = ", avx512_bf16" if "avx512_bf16" in info else ", no native bf16"
+        cpu = (name.group(1).strip() if name else cpu) + bf16
     return {"cpu": cpu, "torch": torch.__version__, "threads": torch.get_num_threads()}
 
 
