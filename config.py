@@ -70,6 +70,8 @@ class LoopConfig:
     gen_top_p: float = _f(0.95, "nucleus of the N candidate questions")
     band: tuple = _f((0.25, 0.75), "keep the questions with LOW <= p_hat <= HIGH (paper 0.25 0.75; official code "
                                    "0.3 0.8 with --m 9; 0 1 keeps everything)")
+    max_classes: int = _f(0, "validity gate: drop a candidate whose m answers fall into more than this many distinct "
+                             "answers (0: off; not in the paper, see RESULTS.md Sec. 8)")
     eval_file: list = field(default_factory=list, metadata={"help": (
         "a benchmark: a JSONL of math or multiple-choice rows, or a folder of them; may be given several times "
         "(tiny world: its own test set)")})
@@ -180,7 +182,7 @@ RULES = {
     "m": (lambda v: v >= 2, "at least 2"),
     "group_size": (lambda v: v >= 2, "at least 2 (a group of one has no baseline: GRPO learns nothing)"),
     **dict.fromkeys(("vote_temperature", "gen_temperature", "vote_top_k", "kl_coef", "lam", "kv_cache_gb",
-                     "eval_k"), _NONNEGATIVE),
+                     "eval_k", "max_classes"), _NONNEGATIVE),
     "temperature": (lambda v: v > 0, "above 0 (GRPO divides the logits by it)"),
     **dict.fromkeys(("top_p", "gen_top_p", "tau"), _UNIT),
     "band": (lambda v: 0 <= v[0] <= v[1] <= 1, "two numbers LOW <= HIGH within [0, 1]"),

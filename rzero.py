@@ -209,8 +209,11 @@ class SolverExample:
     p_hat: float
 
 
-def filter_for_solver(questions, votes, band=(0.25, 0.75), drop_no_answer=True, drop_box=True, drop_text=True):
+def filter_for_solver(questions, votes, band=(0.25, 0.75), max_classes=0, drop_no_answer=True, drop_box=True,
+                      drop_text=True):
     """Keep (question, pseudo-label, p_hat) where LOW <= p_hat <= HIGH (paper Sec. 3.3: |p_hat - 1/2| <= 0.25).
+    max_classes > 0 (not in the paper) also drops a question whose answers scatter into more distinct answers than
+    that: ill-posed questions and wrong majorities scatter more (RESULTS.md Sec. 8).
 
     The official upload.py / evaluate.py also drop, each switchable here: questions with no majority answer
     (empty or "None"), questions that mention "box", and answers that contain "text". Returns the kept rows and
@@ -228,6 +231,8 @@ def filter_for_solver(questions, votes, band=(0.25, 0.75), drop_no_answer=True, 
             dropped["text_in_answer"] += 1
         elif not vote.in_band(v.p_hat, band):
             dropped["outside_band"] += 1
+        elif max_classes and len(v.sizes) > max_classes:
+            dropped["scattered"] += 1
         else:
             kept.append(SolverExample(q, v.label, v.p_hat))
     return kept, dropped
@@ -463,7 +468,7 @@ def build_dataset(cfg, ch, sv, world, it, challenger_dir, solver_dir, path):
     solver, tok = load_model(solver_dir, cfg, frozen=True)
     answers = vote_answers(solver, tok, world, cfg, sv, questions, gen, desc=f"iter {it}: labelling")
     votes = [vote.majority_vote(a) if a is not None else vote.Vote(None, 0.0, [], []) for a in answers]
-    kept, dropped = filter_for_solver(questions, votes, cfg.band)
+    kept, dropped = filter_for_solver(questions, votes, cfg.band, cfg.max_classes)
     rows = []
     for ex in kept:
         row = {"question": ex.question, "label": ex.label, "p_hat": ex.p_hat}

@@ -629,6 +629,9 @@ def test_filter_for_solver_band_and_official_filters():
     assert len(kept) == 5
     kept, _ = rzero.filter_for_solver(questions, votes, band=(0.3, 0.8))  # the official band
     assert [k.question for k in kept] == ["q in band", "q too easy", "q high edge"]
+    together, scattered = V("3", 0.5, [5, 5], []), V("3", 0.5, [5, 1, 1, 1, 1, 1], [])  # 2 and 6 distinct answers
+    kept, dropped = rzero.filter_for_solver(["q two", "q six"], [together, scattered], max_classes=4)
+    assert [k.question for k in kept] == ["q two"] and dropped == {"scattered": 1}
 
 # ----------------------------------------------------------------------------- toy.py: the tiny world
 import re  # noqa: E402
@@ -986,7 +989,7 @@ ROLE_BAD = [("steps", "0"), ("prompts", "0"), ("group-size", "1"), ("mini-batch"
             ("max-new-tokens", "0")]
 BAD_SETTINGS = [  # (flag, a bad value): every setting that can be wrong, some on both sides of their range
     ("--iterations", "-1"), ("--m", "0"), ("--m", "1"), ("--vote-temperature", "-1"), ("--vote-top-k", "-1"),
-    ("--candidates", "0"), ("--gen-temperature", "-0.5"), ("--gen-top-p", "0"),
+    ("--candidates", "0"), ("--gen-temperature", "-0.5"), ("--gen-top-p", "0"), ("--max-classes", "-1"),
     ("--band", "-0.1 0.5"), ("--band", "0.8 0.2"),
     ("--eval-file", "missing.jsonl"), ("--eval-k", "-1"), ("--eval-max-new-tokens", "0"),
     ("--eval-choice-max-new-tokens", "0"), ("--device", "tpu"), ("--dtype", "float16"),
