@@ -159,9 +159,10 @@ def configs_from_args(argv=None, warn=lambda line: print(line, file=sys.stderr))
     out = []
     for prefix, cls, preset in ROLES:
         values = {} if args["model"] else dict(TOY_PRESET[preset])
-        given = {f.name: args[flag(prefix, f.name)[2:].replace("-", "_")] for f in fields(cls)}  # argparse's dests
-        values.update({name: tuple(v) if isinstance(v, list) and name == "band" else v
-                       for name, v in given.items() if v is not None})
+        for f in fields(cls):
+            given = args[flag(prefix, f.name)[2:].replace("-", "_")]  # argparse's dest
+            if given is not None:
+                values[f.name] = tuple(given) if f.type is tuple else given
         out.append(cls(**values))
     problems, warnings = check_settings(*out)
     if problems:
