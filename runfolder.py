@@ -68,14 +68,15 @@ def file_record(root, paths):
     walk = lambda p: os.walk(p) if os.path.isdir(p) else [(os.path.dirname(p), [], [os.path.basename(p)])]  # noqa: E731
     files = sorted(os.path.join(d, f) for p in paths if os.path.exists(p)  # what the stage wrote (it may skip one)
                    for d, _, fs in walk(p) for f in fs)
-    out = {}
-    for path in files:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 24), b""):
-                h.update(block)
-        out[os.path.relpath(path, root)] = {"bytes": os.path.getsize(path), "sha256": h.hexdigest()}
-    return out
+    return {os.path.relpath(path, root): {"bytes": os.path.getsize(path), "sha256": sha256_of(path)} for path in files}
+
+
+def sha256_of(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def record_mismatch(root, record):
@@ -86,7 +87,7 @@ def record_mismatch(root, record):
             return f"{rel} is missing"
         if os.path.getsize(path) != want["bytes"]:
             return f"{rel} holds {os.path.getsize(path)} bytes, its record {want['bytes']}"
-        if file_record(root, [path])[rel]["sha256"] != want["sha256"]:
+        if sha256_of(path) != want["sha256"]:
             return f"{rel} is not the file its record names (another sha256)"
     return None
 

@@ -875,7 +875,7 @@ def test_a_run_stopped_anywhere_resumes_to_the_uninterrupted_result(micro_world,
         ((runfolder, "open"), dict(error=full, when=lambda path, *a: path.endswith("eval.json.tmp")), 2, []),
     ]
     for (owner, name), how, status, present in stops:
-        monkeypatch.setattr(runfolder, "open", open, raising=False)
+        monkeypatch.setattr(runfolder, "open", open, raising=False)  # a name fail_at can wrap; undo() removes it
         fail_at(monkeypatch, owner, name, **how)
         code, err = interrupted(one, capsys)
         monkeypatch.undo()
