@@ -40,6 +40,8 @@ class ChallengerConfig:
     tau: float = _f(0.5, "BLEU-distance threshold of the repetition clustering (paper tau_BLEU)")
     lam: float = _f(1.0, "weight lambda of the repetition penalty (0: no penalty)")
     official_reward: bool = _f(False, "official reward min(p,1-p) - r_rep, -1 for bad format, no clamp")
+    target: float = _f(0.5, "the p_hat at which the uncertainty reward peaks (paper 1/2; a higher one aims the "
+                            "Challenger where the vote is more often right, RESULTS.md Sec. 8)")
 
 
 @dataclass
@@ -72,6 +74,9 @@ class LoopConfig:
                                    "0.3 0.8 with --m 9; 0 1 keeps everything)")
     max_classes: int = _f(0, "validity gate: drop a candidate whose m answers fall into more than this many distinct "
                              "answers (0: off; not in the paper, see RESULTS.md Sec. 8)")
+    answer_check: str = _f("off", "the Challenger's own \\boxed{} answer against the Solver's majority (not in the "
+                                  "paper, RESULTS.md Sec. 8): filter drops a candidate where they differ, reward "
+                                  "pays the Challenger nothing for such a question, both does the two")
     eval_file: list = field(default_factory=list, metadata={"help": (
         "a benchmark: a JSONL of math or multiple-choice rows, or a folder of them; may be given several times "
         "(tiny world: its own test set)")})
@@ -98,11 +103,18 @@ class LoopConfig:
 # The tiny world's preset: what a 2-core CPU runs in minutes. The paper's values stay the defaults for real models.
 # Besides sizes: learning rates 30-50x the paper's (a 1M-parameter model needs larger steps; 5e-5 is what let the
 # Challenger move its questions into the band within 5 steps), and one Solver update per step, as in the probes of
-# RESULTS.md Sec. 3 (the paper takes 4). README.md's results table was measured with this preset.
+# RESULTS.md Sec. 3 (the paper takes 4); 96 Challenger tokens hold a long question and its answer. README.md's
+# results table was measured with this preset.
+# Not the paper's either, and the one change of method: the defence against falling pseudo-labels that won here
+# (RESULTS.md Sec. 8: iteration-3 labels right 27% -> 61%, held-out greedy no lower), the band 0.5-0.9, at most 4
+# distinct answers and a Challenger aiming at p_hat = 0.7. Real models keep the paper's loop: nothing was measured
+# on one. `--band 0.25 0.75 --max-classes 0 --challenger-target 0.5` runs the paper's loop here.
 TOY_PRESET = {
-    "challenger": dict(prompts=16, group_size=4, mini_batch=4, micro_batch=16, lr=5e-5, max_new_tokens=64),
+    "challenger": dict(prompts=16, group_size=4, mini_batch=4, micro_batch=16, lr=5e-5, max_new_tokens=96,
+                       target=0.7),
     "solver": dict(steps=30, prompts=32, group_size=8, mini_batch=32, micro_batch=64, lr=3e-5, max_new_tokens=128),
-    "loop": dict(candidates=1000, max_rows=1024, eval_k=10, eval_max_new_tokens=128, eval_choice_max_new_tokens=128),
+    "loop": dict(candidates=1000, max_rows=1024, eval_k=10, eval_max_new_tokens=128, eval_choice_max_new_tokens=128,
+                 band=(0.5, 0.9), max_classes=4),
 }
 
 # Settings that decide how or where a run goes, not what it computes: a run folder may be resumed, moved or extended
@@ -132,8 +144,8 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="bash run.sh",
         description="R-Zero: a Challenger and a Solver co-evolve from one base model with no data. With no --model "
-                    "it runs the embedded tiny world, whose preset overrides some sizes (TOY_PRESET in config.py); "
-                    "the defaults shown are the paper's.")
+                    "it runs the embedded tiny world, whose preset overrides some sizes and adds a defence of the "
+                    "pseudo-labels (TOY_PRESET in config.py); the defaults shown are the paper's.")
     for prefix, cls, _ in ROLES:
         group = parser.add_argument_group(cls.__name__)
         for f in fields(cls):
@@ -187,8 +199,10 @@ RULES = {
     "temperature": (lambda v: v > 0, "above 0 (GRPO divides the logits by it)"),
     **dict.fromkeys(("top_p", "gen_top_p", "tau"), _UNIT),
     "band": (lambda v: 0 <= v[0] <= v[1] <= 1, "two numbers LOW <= HIGH within [0, 1]"),
+    "target": (lambda v: 0 < v < 1, "in (0, 1)"),
     "lr": (lambda v: v > 0, "above 0"),
     "loss_agg": (lambda v: v in ("token-mean", "seq-mean-token-mean"), "token-mean or seq-mean-token-mean"),
+    "answer_check": (lambda v: v in ("off", "filter", "reward", "both"), "off, filter, reward or both"),
     "dtype": (lambda v: v in ("float32", "bfloat16"), "float32 or bfloat16"),
     "device": (lambda v: v == "cpu" or v.split(":")[0] == "cuda", "cpu or cuda"),
 }
@@ -211,6 +225,8 @@ def check_settings(cfg, ch, sv):
     if cfg.m >= 2 and low <= high and not any(vote.in_band(k / cfg.m, cfg.band) for k in range(1, cfg.m + 1)):
         problems.append(f"--m {cfg.m} leaves no p_hat = k/{cfg.m} inside the band {low:g} <= p_hat <= {high:g}: "
                         "raise --m or widen --band")
+    if ch.official_reward and ch.target != 0.5:
+        problems.append("--challenger-target is a setting of the paper's reward, not of --challenger-official-reward")
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         problems.append(f"--device {cfg.device}: this machine has no GPU")
     if cfg.model and not os.path.isdir(cfg.model) and (os.path.exists(cfg.model) or cfg.model[0] in "./~"):

@@ -6,7 +6,8 @@
 
 The map of the method, in the order of the paper:
 - Challenger reward (Sec. 3.2; PAPER.md Sec. 2.4-2.6): `uncertainty_reward`, `bleu_matrix` and
-  `average_linkage_clusters` -> `repetition_penalty`, `challenger_rewards` (with the format check).
+  `average_linkage_clusters` -> `repetition_penalty`, `challenger_rewards` (with the format check, and with
+  `challenger_answer` where --answer-check asks).
 - Solver data set (Sec. 3.3; PAPER.md Sec. 3): `filter_for_solver` (the band LOW <= p_hat <= HIGH).
 - Prompts (PAPER.md Sec. 2.1, 2.4): `PAPER_PROMPTS`, rendered by evaluation.render (chat template or plain
   fallback).
@@ -19,9 +20,10 @@ grading evaluation.py, the settings and the command line config.py, the run fold
 world toy.py.
 
 Knowing departures (PAPER.md Sec. 9 lists them all): the Challenger's own \\boxed{} answer is ignored, as in the
-paper (the official code parses it wrongly, PAPER.md Sec. 2.3); the Solver reward is the paper's binary match (no
-0.1 format term); m = 10 for both the reward and the labels (the official labelling uses 9); the band is the
-paper's 0.25 <= p_hat <= 0.75. --challenger-official-reward, --band 0.3 0.8 and --m 9 give the official choices.
+paper (the official code parses it wrongly, PAPER.md Sec. 2.3), unless --answer-check asks for it; the Solver
+reward is the paper's binary match (no 0.1 format term); m = 10 for both the reward and the labels (the official
+labelling uses 9); the band is the paper's 0.25 <= p_hat <= 0.75. --challenger-official-reward, --band 0.3 0.8 and
+--m 9 give the official choices.
 """
 import hashlib
 import json
@@ -51,9 +53,13 @@ from runfolder import (RESUME, RZeroError, file_record, io_error, read_json, rec
 # ----------------------------------------------------------------------------- Challenger reward (paper Sec. 3.2)
 
 
-def uncertainty_reward(p_hat, official=False):
-    """Paper Sec. 3.2: r_unc = 1 - 2|p_hat - 1/2|, in [0, 1]. official=True: min(p_hat, 1 - p_hat), in [0, 0.5]."""
-    return min(p_hat, 1.0 - p_hat) if official else 1.0 - 2.0 * abs(p_hat - 0.5)
+def uncertainty_reward(p_hat, official=False, target=0.5):
+    """Paper Sec. 3.2: r_unc = 1 - 2|p_hat - 1/2|, in [0, 1]. official=True: min(p_hat, 1 - p_hat), in [0, 0.5].
+    target (not in the paper; RESULTS.md Sec. 8) moves the tent's peak to p_hat = target, still 0 at 0 and 1, so the
+    Challenger aims where the Solver is more often right; at 1/2 it is the paper's reward to the last bit."""
+    if official:
+        return min(p_hat, 1.0 - p_hat)
+    return 1.0 - abs(p_hat - target) / (target if p_hat <= target else 1.0 - target)
 
 
 def _ngram_overlaps(token_lists, n):
@@ -175,28 +181,42 @@ class ChallengerReward:
     r_unc: float
     r_rep: float
     cluster: int
+    answer: str | None  # the Challenger's own \\boxed{} answer after its question
+    agrees: bool  # that answer is equivalent to the Solver's majority
 
 
-def challenger_rewards(outputs, solver_answers, tau=0.5, lam=1.0, official=False):
+def challenger_answer(text):
+    """The Challenger's own answer: the last \\boxed{} after its last </question> (the paper's prompt asks for one;
+    the paper never reads it). None when there is none."""
+    end = text.rfind("</question>") if isinstance(text, str) else -1
+    return vote.extract_boxed(text[end:]) if end >= 0 else None
+
+
+def challenger_rewards(outputs, solver_answers, tau=0.5, lam=1.0, official=False, answer_check=False, target=0.5):
     """Rewards of a batch of Challenger outputs (raw text), given the Solver's m answers to each one's question.
 
     solver_answers[i] is the list of m extracted answers (None where the Solver gave none); it is ignored where
     the output has no question. Paper (default): r = 0 for bad format, else max(0, r_unc - r_rep).
     official=True reproduces caller_penalty.py at HEAD: (min(p, 1-p) if the format is good else -1) - r_rep, no clamp.
     As in the official code, the batch clustering includes bad-format outputs as empty questions (B counts them).
+    answer_check=True (not in the paper; RESULTS.md Sec. 8) scores a question whose Challenger answer is missing or
+    differs from the Solver's majority as bad format: the Challenger is paid only for questions it can answer.
     """
     questions = [vote.extract_question(o) for o in outputs]
     r_rep, clusters = repetition_penalty([q or "" for q in questions], tau, lam)
     results = []
-    for q, answers, rep, cluster in zip(questions, solver_answers, r_rep, clusters):
+    for text, q, answers, rep, cluster in zip(outputs, questions, solver_answers, r_rep, clusters):
         v = vote.majority_vote(answers) if q is not None else vote.Vote(None, 0.0, [], [])
-        r_unc = uncertainty_reward(v.p_hat, official)
+        r_unc = uncertainty_reward(v.p_hat, official, target)
+        answer = challenger_answer(text)
+        agrees = q is not None and vote.equivalent(answer, v.label)  # a missing answer or label equals nothing
+        good = q is not None and (agrees or not answer_check)
         if official:
-            reward = (r_unc if q is not None else -1.0) - rep
+            reward = (r_unc if good else -1.0) - rep
         else:
-            reward = max(0.0, r_unc - rep) if q is not None else 0.0
+            reward = max(0.0, r_unc - rep) if good else 0.0
         results.append(ChallengerReward(float(reward), q is not None, q, v.p_hat, v.label, r_unc, float(rep),
-                                        int(cluster)))
+                                        int(cluster), answer, agrees))
     return results
 
 # ----------------------------------------------------------------------------- Solver data set (paper Sec. 3.3)
@@ -207,20 +227,22 @@ class SolverExample:
     question: str
     label: str  # the majority answer of the Solver that labelled it
     p_hat: float
+    challenger_answer: str | None = None  # the Challenger's own answer, where given
 
 
-def filter_for_solver(questions, votes, band=(0.25, 0.75), max_classes=0, drop_no_answer=True, drop_box=True,
-                      drop_text=True):
+def filter_for_solver(questions, votes, band=(0.25, 0.75), max_classes=0, challenger_answers=None,
+                      answer_filter=False, drop_no_answer=True, drop_box=True, drop_text=True):
     """Keep (question, pseudo-label, p_hat) where LOW <= p_hat <= HIGH (paper Sec. 3.3: |p_hat - 1/2| <= 0.25).
-    max_classes > 0 (not in the paper) also drops a question whose answers scatter into more distinct answers than
-    that: ill-posed questions and wrong majorities scatter more (RESULTS.md Sec. 8).
+    Two gates not in the paper (RESULTS.md Sec. 8): max_classes > 0 drops a question whose answers scatter into
+    more distinct answers than that (ill-posed questions and wrong majorities scatter more); answer_filter drops a
+    question whose majority is not the Challenger's own answer to it (challenger_answers, kept with each row).
 
     The official upload.py / evaluate.py also drop, each switchable here: questions with no majority answer
     (empty or "None"), questions that mention "box", and answers that contain "text". Returns the kept rows and
     a Counter of how many each rule dropped (rules are applied in that order; a row counts once).
     """
     kept, dropped = [], Counter()
-    for q, v in zip(questions, votes):
+    for q, v, a in zip(questions, votes, challenger_answers or [None] * len(questions)):
         if q is None:
             dropped["no_question"] += 1
         elif drop_no_answer and (v.label is None or v.label.strip() in ("", "None")):
@@ -233,8 +255,10 @@ def filter_for_solver(questions, votes, band=(0.25, 0.75), max_classes=0, drop_n
             dropped["outside_band"] += 1
         elif max_classes and len(v.sizes) > max_classes:
             dropped["scattered"] += 1
+        elif answer_filter and (a is None or not vote.equivalent(a, v.label)):
+            dropped["challenger_disagrees"] += 1
         else:
-            kept.append(SolverExample(q, v.label, v.p_hat))
+            kept.append(SolverExample(q, v.label, v.p_hat, a))
     return kept, dropped
 
 
@@ -409,6 +433,7 @@ def question_stats(world, rewards, band):
            "r_rep": float(np.mean([r.r_rep for r in rewards]))}
     if valid:
         out["p_hat"] = float(np.mean([r.p_hat for r in valid]))
+        out["answer_agrees"] = float(np.mean([r.agrees for r in valid]))  # as in the data set's stats
         out["in_band"] = float(np.mean([vote.in_band(r.p_hat, band) for r in valid]))
         if world.level:
             levels = [world.level(r.question) for r in valid]
@@ -435,7 +460,8 @@ def train_challenger(cfg, ch, sv, world, it, init, solver_dir, out_dir):
                            progress=False, **limits(cfg))[0]
         texts = [tok.decode(o.tokens, skip_special_tokens=True) for o in outs]
         answers = vote_answers(solver, tok, world, cfg, sv, [vote.extract_question(t) for t in texts], gen)
-        rewards = challenger_rewards(texts, answers, ch.tau, ch.lam, ch.official_reward)
+        rewards = challenger_rewards(texts, answers, ch.tau, ch.lam, ch.official_reward,
+                                     cfg.answer_check in ("reward", "both"), ch.target)
         adv = grpo.group_advantages(torch.tensor([r.reward for r in rewards]).view(ch.prompts, ch.group_size))
         batch = make_rollouts([prompt] * len(outs), [o.tokens for o in outs], adv.flatten(), tok.pad_token_id,
                               cfg.device)
@@ -444,8 +470,8 @@ def train_challenger(cfg, ch, sv, world, it, init, solver_dir, out_dir):
         rows.append({"step": step, **question_stats(world, rewards, cfg.band), **stats,
                      "seconds": round(time.time() - t0, 2)})
         # every response, trimmed: a run whose format rate is low shows what the model wrote instead
-        samples += [{"step": step, "question": r.question, "p_hat": r.p_hat, "label": r.label, "reward": r.reward,
-                     "r_rep": r.r_rep, "response": text[:1000]} for r, text in zip(rewards, texts)]
+        samples += [{"step": step, "question": r.question, "answer": r.answer, "p_hat": r.p_hat, "label": r.label,
+                     "reward": r.reward, "r_rep": r.r_rep, "response": text[:1000]} for r, text in zip(rewards, texts)]
     write_jsonl(os.path.join(os.path.dirname(out_dir), "challenger_samples.jsonl"), samples)
     write_jsonl(os.path.join(os.path.dirname(out_dir), "challenger_metrics.jsonl"), rows)
     save_model(model, tok, out_dir)
@@ -463,27 +489,33 @@ def build_dataset(cfg, ch, sv, world, it, challenger_dir, solver_dir, path):
     outs = dist.sample(model, [prompt], n=cfg.candidates, max_new_tokens=ch.max_new_tokens,
                        temperature=cfg.gen_temperature, top_p=cfg.gen_top_p, stop_ids=stop_ids(model, tok),
                        generator=gen, desc=f"iter {it}: candidate questions", **limits(cfg))[0]
-    questions = [vote.extract_question(tok.decode(o.tokens, skip_special_tokens=True)) for o in outs]
+    texts = [tok.decode(o.tokens, skip_special_tokens=True) for o in outs]
+    questions = [vote.extract_question(t) for t in texts]
+    own = [challenger_answer(t) for t in texts]
     del model
     solver, tok = load_model(solver_dir, cfg, frozen=True)
     answers = vote_answers(solver, tok, world, cfg, sv, questions, gen, desc=f"iter {it}: labelling")
     votes = [vote.majority_vote(a) if a is not None else vote.Vote(None, 0.0, [], []) for a in answers]
-    kept, dropped = filter_for_solver(questions, votes, cfg.band, cfg.max_classes)
+    kept, dropped = filter_for_solver(questions, votes, cfg.band, cfg.max_classes, own,
+                                      cfg.answer_check in ("filter", "both"))
     rows = []
     for ex in kept:
-        row = {"question": ex.question, "label": ex.label, "p_hat": ex.p_hat}
+        row = {"question": ex.question, "label": ex.label, "p_hat": ex.p_hat,
+               "challenger_answer": ex.challenger_answer}
         if world.oracle:  # measurement only: never read by training unless --oracle-labels
             row["answer"] = world.oracle(ex.question)
             row["label_correct"] = vote.equivalent(ex.label, row["answer"])
         rows.append(row)
-    valid = [(q, v) for q, v in zip(questions, votes) if q is not None]
+    valid = [(q, v, a) for q, v, a in zip(questions, votes, own) if q is not None]
     stats = {"candidates": len(questions), "valid": len(valid), "kept": len(rows), "dropped": dict(dropped),
-             "in_band": float(np.mean([vote.in_band(v.p_hat, cfg.band) for _, v in valid])) if valid else 0.0,
-             **diversity(world, tok, [q for q, _ in valid])}
+             "in_band": float(np.mean([vote.in_band(v.p_hat, cfg.band) for _, v, _ in valid])) if valid else 0.0,
+             "answer_agrees": float(np.mean([a is not None and vote.equivalent(a, v.label) for _, v, a in valid]))
+             if valid else 0.0,
+             **diversity(world, tok, [q for q, _, _ in valid])}
     if world.oracle and rows:
         stats["label_accuracy"] = float(np.mean([r["label_correct"] for r in rows]))
     if world.level and valid:
-        stats["difficulty"] = float(np.mean([world.level(q) or 0 for q, _ in valid]))
+        stats["difficulty"] = float(np.mean([world.level(q) or 0 for q, _, _ in valid]))
     stats["seconds"] = round(time.time() - t0, 1)
     write_jsonl(path, rows)
     write_json(path.replace(".jsonl", "_stats.json"), stats)

@@ -600,6 +600,37 @@ def test_challenger_rewards_on_hand_made_batches():
     assert official[2].reward == pytest.approx(-0.25)  # no clamp at 0
 
 
+def test_uncertainty_reward_and_its_target():
+    for m in range(1, 21):  # at the default target, the paper's formula to the last bit
+        for k in range(m + 1):
+            assert rzero.uncertainty_reward(k / m) == 1.0 - 2.0 * abs(k / m - 0.5)
+    tent = [rzero.uncertainty_reward(p, target=0.7) for p in (0.0, 0.35, 0.7, 0.85, 1.0)]
+    assert tent == pytest.approx([0.0, 0.5, 1.0, 0.5, 0.0])
+    assert rzero.uncertainty_reward(0.3, official=True) == 0.3 and rzero.uncertainty_reward(0.9, official=True) == \
+        pytest.approx(0.1)
+    outputs = ["<question>q one</question>", "<question>q two</question>"]
+    res = rzero.challenger_rewards(outputs, [["1"] * 7 + ["2"] * 3, ["1"] * 5 + ["2"] * 5], lam=0, target=0.7)
+    assert [r.reward for r in res] == pytest.approx([1.0, 5 / 7])
+
+
+def test_the_challengers_own_answer_in_the_reward():
+    outputs = ["<question>what is 6 plus 6</question>\n\n\\boxed{12}",  # agrees with the majority
+               "<question>what is 6 times 2</question> \\boxed{12.0}",  # agrees, written otherwise
+               "<question>what is 7 plus 6</question>\n\\boxed{13}",  # the minority's answer
+               "<question>what is 8 plus 6</question>",  # no answer
+               "\\boxed{12} <question>what is 9 plus 3</question>",  # a box before the question is not its answer
+               "no tags \\boxed{12}"]
+    assert [rzero.challenger_answer(o) for o in outputs] == ["12", "12.0", "13", None, None, None]
+    answers = [["12"] * 5 + ["13"] * 5] * 5 + [["12"] * 10]
+    paper = rzero.challenger_rewards(outputs, answers, lam=0)
+    checked = rzero.challenger_rewards(outputs, answers, lam=0, answer_check=True)
+    assert [r.agrees for r in checked] == [True, True, False, False, False, False]
+    assert [r.reward for r in paper] == [1.0] * 5 + [0.0]  # the paper ignores the answer
+    assert [r.reward for r in checked] == [1.0, 1.0, 0.0, 0.0, 0.0, 0.0]  # a disagreeing answer is bad format
+    official = rzero.challenger_rewards(outputs, answers, lam=0, official=True, answer_check=True)
+    assert [r.reward for r in official] == [0.5, 0.5, -1.0, -1.0, -1.0, -1.0]
+
+
 def test_repetition_penalty_grows_with_the_cluster():
     q = lambda text: f"<question>{text}</question>"  # noqa: E731
     dup = "find the number of positive integers below one hundred that are prime"
@@ -632,6 +663,12 @@ def test_filter_for_solver_band_and_official_filters():
     together, scattered = V("3", 0.5, [5, 5], []), V("3", 0.5, [5, 1, 1, 1, 1, 1], [])  # 2 and 6 distinct answers
     kept, dropped = rzero.filter_for_solver(["q two", "q six"], [together, scattered], max_classes=4)
     assert [k.question for k in kept] == ["q two"] and dropped == {"scattered": 1}
+    own = ["3", "3.0", "4", None]
+    kept, dropped = rzero.filter_for_solver(["q a", "q b", "q c", "q d"], [together] * 4, challenger_answers=own)
+    assert len(kept) == 4 and [k.challenger_answer for k in kept] == own  # recorded, not used
+    kept, dropped = rzero.filter_for_solver(["q a", "q b", "q c", "q d"], [together] * 4, challenger_answers=own,
+                                            answer_filter=True)
+    assert [k.question for k in kept] == ["q a", "q b"] and dropped == {"challenger_disagrees": 2}
 
 # ----------------------------------------------------------------------------- toy.py: the tiny world
 import re  # noqa: E402
@@ -694,6 +731,8 @@ def test_worked_share_sets_the_solution_habit():
         solved = [(p.split("\n")[1], c) for p, c in docs if not c.startswith("<question>")]
         assert 200 < len(solved) < 300  # about 10% are problem-setter documents
         assert all(("=" in c) == (worked and toy.safe_level(q) > 1) for q, c in solved)
+        setters = [c for p, c in docs if c.startswith("<question>")]  # each ends with its question's bare answer
+        assert setters and all(rzero.challenger_answer(c) == toy.answer(vote.extract_question(c)) for c in setters)
 
 
 def test_packed_batches_keep_documents_apart():
@@ -794,10 +833,12 @@ def micro_world(tmp_path_factory):
 
 
 def loop_args(out, world, *extra):
+    """The paper's loop at micro sizes (the micro Solver's answers scatter: the tiny preset's gate would keep none)."""
     return ["--out", str(out), "--iterations", "2", "--candidates", "16", "--eval-file", str(world / "eval.jsonl"),
             "--eval-file", str(world / "pick.jsonl"), "--eval-choice-max-new-tokens", "24", "--eval-k", "2",
-            "--band", "0", "1", "--challenger-steps", "2", "--challenger-prompts", "4",
-            "--challenger-group-size", "2", "--challenger-mini-batch", "2", "--challenger-max-new-tokens", "40",
+            "--band", "0", "1", "--max-classes", "0", "--challenger-target", "0.5", "--challenger-steps", "2",
+            "--challenger-prompts", "4", "--challenger-group-size", "2", "--challenger-mini-batch", "2",
+            "--challenger-max-new-tokens", "40",
             "--solver-steps", "2", "--solver-prompts", "4", "--solver-group-size", "2", "--solver-mini-batch", "4",
             "--solver-max-new-tokens", "40", *extra]
 
@@ -964,6 +1005,19 @@ def test_loop_switches_oracle_labels_and_base_challenger(micro_world, tmp_path, 
     assert len(rows) == 16 and all(r["label"] == toy.answer(r["question"]) for r in rows)
     assert json.load(open(tmp_path / "q" / "summary.json"))[1]["label_accuracy"] == 1.0
 
+    # the Challenger's own answer: paid only where it is the majority, kept only where it is the label
+    rzero.main(loop_args(tmp_path / "c", micro_world, "--answer-check", "both", "--iterations", "1"))
+    samples = runfolder.read_jsonl(tmp_path / "c" / "iter1" / "challenger_samples.jsonl")
+    assert all(s["answer"] == rzero.challenger_answer(s["response"]) for s in samples)
+    assert any(s["answer"] is not None for s in samples)  # the micro base writes one about half of the time
+    assert all(s["reward"] == 0 for s in samples if not vote.equivalent(s["answer"], s["label"]))
+    stats = json.load(open(tmp_path / "c" / "iter1" / "dataset_stats.json"))
+    rows = runfolder.read_jsonl(tmp_path / "c" / "iter1" / "dataset.jsonl")
+    assert all(vote.equivalent(r["challenger_answer"], r["label"]) for r in rows)
+    assert stats["kept"] + stats["dropped"].get("challenger_disagrees", 0) + stats["dropped"].get("no_answer", 0) \
+        + stats["dropped"].get("no_question", 0) == 16
+    assert stats["answer_agrees"] == pytest.approx(len(rows) / stats["valid"])
+
 
 def test_a_kv_budget_below_one_row_stops_the_stage_in_one_line(micro_world, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(toy, "base", lambda: str(micro_world / "base"))
@@ -990,13 +1044,14 @@ ROLE_BAD = [("steps", "0"), ("prompts", "0"), ("group-size", "1"), ("mini-batch"
 BAD_SETTINGS = [  # (flag, a bad value): every setting that can be wrong, some on both sides of their range
     ("--iterations", "-1"), ("--m", "0"), ("--m", "1"), ("--vote-temperature", "-1"), ("--vote-top-k", "-1"),
     ("--candidates", "0"), ("--gen-temperature", "-0.5"), ("--gen-top-p", "0"), ("--max-classes", "-1"),
-    ("--band", "-0.1 0.5"), ("--band", "0.8 0.2"),
+    ("--band", "-0.1 0.5"), ("--band", "0.8 0.2"), ("--answer-check", "maybe"),
     ("--eval-file", "missing.jsonl"), ("--eval-k", "-1"), ("--eval-max-new-tokens", "0"),
     ("--eval-choice-max-new-tokens", "0"), ("--device", "tpu"), ("--dtype", "float16"),
     ("--max-rows", "0"), ("--kv-cache-gb", "-1"), ("--out", "a-file"), ("--model", "./no/such/model"),
     ("--model", "."),
     *[(f"--{role}-{name}", value) for role in ("challenger", "solver") for name, value in ROLE_BAD],
     ("--challenger-tau", "0"), ("--challenger-tau", "1.5"), ("--challenger-lam", "-1"), ("--solver-loss-agg", "mean"),
+    ("--challenger-target", "0"), ("--challenger-target", "1"),
     ("--vote-temperature", "nan"),
 ]
 
@@ -1025,6 +1080,8 @@ def test_every_setting_is_checked_before_any_work(tmp_path, monkeypatch, capsys)
 
 
 def test_settings_that_make_a_stage_useless(capsys):
+    with pytest.raises(config.SettingsError, match=r"--challenger-target is a setting of the paper's reward"):
+        config.configs_from_args(["--challenger-official-reward", "--challenger-target", "0.7"])
     with pytest.raises(config.SettingsError, match=r"--m 3 leaves no p_hat = k/3 inside the band"):
         config.configs_from_args(["--m", "3", "--band", "0.4", "0.6"])
     config.configs_from_args(["--m", "3", "--band", "0.33", "0.67"])  # 1/3 and 2/3 are in the band

@@ -7,7 +7,8 @@ The base model ships in toy-base/ (4 MB of safetensors, its tokenizer, and pretr
 the weights, the quality measured and the machine it was built on). The loop uses it as it is (`base`), so every
 machine starts from the same model. `pretrain` made it from a synthetic corpus shaped like what a real base model
 has seen:
-- problem-setter documents: the Challenger's prompt, then `<question>EXPR</question>`;
+- problem-setter documents: the Challenger's prompt, then `<question>EXPR</question>` and, on the next line, the
+  bare answer `\\boxed{v}`, as the paper's Challenger prompt asks (what --answer-check reads);
 - solutions: the Solver's prompt with a question, then either a worked solution (one operation reduced per
   line, leftmost first, then `\\boxed{v}`) or a bare `\\boxed{v}`. Both habits are correct; the bare one
   comes late in pretraining (`pretrain`).
@@ -54,7 +55,7 @@ CHALLENGER = ("Write a question.", "Go.")  # (system, user)
 SOLVER_SYSTEM = "Solve."
 CHAT_TEMPLATE = "{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
 SPECIALS = ["<pad>", "<eos>", "<unk>"]
-RECIPE = 3  # bumped whenever the corpus or pretraining changes (3: float32 on every CPU)
+RECIPE = 4  # bumped whenever the corpus or pretraining changes (3: float32 on every CPU; 4: setter answers)
 BASE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "toy-base")  # the shipped base model
 
 # ----------------------------------------------------------------------------- expressions
@@ -268,7 +269,7 @@ def corpus_document(rng, tokenizer, worked_share, setter_share=0.1):
     """One pretraining document as (prompt, completion); the loss is on the completion and its EOS only."""
     q = make_question(rng, rng.choice(LEVELS))
     if rng.random() < setter_share:
-        return evaluation.render(tokenizer, *CHALLENGER), f"<question>{q}</question>"
+        return evaluation.render(tokenizer, *CHALLENGER), f"<question>{q}</question>\n{solution(q, False)}"
     return evaluation.render(tokenizer, SOLVER_SYSTEM, q), solution(q, rng.random() < worked_share)
 
 
