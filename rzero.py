@@ -255,7 +255,7 @@ def filter_for_solver(questions, votes, band=(0.25, 0.75), max_classes=0, challe
             dropped["outside_band"] += 1
         elif max_classes and len(v.sizes) > max_classes:
             dropped["scattered"] += 1
-        elif answer_filter and (a is None or not vote.equivalent(a, v.label)):
+        elif answer_filter and not vote.equivalent(a, v.label):  # a missing answer equals nothing
             dropped["challenger_disagrees"] += 1
         else:
             kept.append(SolverExample(q, v.label, v.p_hat, a))
@@ -509,8 +509,7 @@ def build_dataset(cfg, ch, sv, world, it, challenger_dir, solver_dir, path):
     valid = [(q, v, a) for q, v, a in zip(questions, votes, own) if q is not None]
     stats = {"candidates": len(questions), "valid": len(valid), "kept": len(rows), "dropped": dict(dropped),
              "in_band": float(np.mean([vote.in_band(v.p_hat, cfg.band) for _, v, _ in valid])) if valid else 0.0,
-             "answer_agrees": float(np.mean([a is not None and vote.equivalent(a, v.label) for _, v, a in valid]))
-             if valid else 0.0,
+             "answer_agrees": float(np.mean([vote.equivalent(a, v.label) for _, v, a in valid])) if valid else 0.0,
              **diversity(world, tok, [q for q, _, _ in valid])}
     if world.oracle and rows:
         stats["label_accuracy"] = float(np.mean([r["label_correct"] for r in rows]))
