@@ -6,8 +6,10 @@
     .venv/bin/python bench.py bleu             # BLEU distance matrix + clustering time, vs nltk/sklearn if installed
     .venv/bin/python bench.py dist             # tokens/s of sampling and of one GRPO step, 1 and 2 processes (CPU)
     .venv/bin/python bench.py dist --nproc 8   # the same on 1, 2, 4 and 8 GPUs where there are GPUs
+    .venv/bin/python bench.py real             # a real model (bash run.sh fetch ...) on this CPU: sampler, bf16, GRPO
 
-Each section builds randomly initialised models from a real architecture's shapes; no weights are downloaded.
+Each section but `real` builds randomly initialised models from a real architecture's shapes; no weights are
+downloaded.
 """
 import argparse
 import os
@@ -15,6 +17,8 @@ import tempfile
 import time
 
 import torch
+
+import vote
 
 
 QWEN3_06B = dict(vocab_size=151936, hidden_size=1024, intermediate_size=3072, num_hidden_layers=28,
@@ -365,6 +369,90 @@ def bench_dist(args):
               f"sampling {sample_tps:8.0f} tok/s, GRPO step {step_tps:8.0f} tok/s ({params / 1e6:.1f}M params)")
 
 
+def _real_grpo_step(model_dir, prompts, stop, autocast, queue):
+    """Run in a fresh process: one GRPO step of the real model as the loop takes it on a CPU (float32 master
+    weights, a float32 KL reference, rollouts sampled on a bfloat16 copy), its seconds and the peak RSS."""
+    import resource
+    import dist
+    import grpo
+    import rzero
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    ref = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    groups = dist.sample(model, prompts, n=4, max_new_tokens=256, temperature=1.0, top_p=0.99,
+                         stop_ids=stop, dtype=torch.bfloat16, progress=False,
+                         generator=torch.Generator().manual_seed(0))
+    responses = [s.tokens for g in groups for s in g]
+    rewards = torch.tensor([[float(len(s.tokens) % 3 == 0) for s in g] for g in groups])  # a stand-in reward
+    batch = rzero.make_rollouts([p for p in prompts for _ in range(4)], responses, grpo.group_advantages(rewards)
+                                .flatten(), 0, "cpu")
+    cfg = grpo.GRPOConfig(lr=1e-6, kl_coef=0.01, mini_batch=len(responses), micro_batch=4)
+    opt = grpo.make_optimizer(model, cfg)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    t0 = time.perf_counter()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        stats = grpo.grpo_step(model, opt, batch, cfg, ref)
+    queue.put((time.perf_counter() - t0, before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+               int(batch.response_mask.sum()), stats["updates"]))
+
+
+def bench_real(args):
+    """A real model on this CPU (default: the folder `bash run.sh fetch qwen2.5-coder-0.5b-instruct` makes):
+    sampler.sample against model.generate at equal work in float32 and bfloat16, a bfloat16 sampling copy against
+    float32 (tokens/s, and how far greedy outputs agree), and one GRPO step's seconds and peak memory."""
+    import json
+    import multiprocessing as mp
+    import evaluation
+    import sampler
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()
+    if not os.path.isfile(os.path.join(args.model, "model.safetensors")):
+        raise SystemExit(f"bench.py: {args.model} holds no model.safetensors: bash run.sh fetch "
+                         "qwen2.5-coder-0.5b-instruct")
+    tok = AutoTokenizer.from_pretrained(args.model)
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(here, "data", "gsm8k", "gsm8k-probe.jsonl")) as f:
+        questions = [json.loads(line)["question"] for line in f][:32]
+    prompts = [evaluation.encode(tok, evaluation.render(tok, evaluation.MATH_SYSTEM, q)) for q in questions]
+    print(f"CPU ({torch.get_num_threads()} threads), {args.model}, GSM8K questions with the Solver's system message "
+          "in the chat template")
+    greedy = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype).eval()
+        stop = evaluation.stop_ids(model, tok)
+        ours, ref, our_len, ref_len = bench_sampler_once(model, prompts[:16], 2, 128, stop)
+        print(f"  {str(dtype)[6:]:8s} 16 prompts x n=2, temperature 1, 128 new tokens: sampler {ours:6.1f} tok/s "
+              f"(mean {our_len:.0f} tokens), generate {ref:6.1f} tok/s (mean {ref_len:.0f}), {ours / ref:.2f}x")
+        t0 = time.perf_counter()
+        out = sampler.sample(model, prompts, n=1, max_new_tokens=256, temperature=0, stop_ids=stop, progress=False)
+        seconds = time.perf_counter() - t0
+        greedy[dtype] = [s.tokens for (s,) in out]
+        print(f"  {str(dtype)[6:]:8s} greedy, 32 prompts, 256 new tokens: {sum(map(len, greedy[dtype])) / seconds:6.1f}"
+              f" tok/s ({seconds:.0f} s)")
+        del model
+    a, b = greedy[torch.float32], greedy[torch.bfloat16]
+    first = [next((i for i, (x, y) in enumerate(zip(s, t)) if x != y), None) for s, t in zip(a, b)]
+    answers = [vote.extract_boxed(tok.decode(s, skip_special_tokens=True)) for s in a + b]
+    same = sum(vote.equivalent(x, y) or x is y is None for x, y in zip(answers[:32], answers[32:]))
+    print(f"  greedy bfloat16 against float32: {sum(f is None for f in first)}/32 rows token for token the same; "
+          f"the others part after {sorted(f for f in first if f is not None)} tokens; the same \\boxed{{}} answer "
+          f"in {same}/32")
+    ctx = mp.get_context("spawn")
+    for autocast in (False, True):
+        q = ctx.Queue()
+        p = ctx.Process(target=_real_grpo_step, args=(args.model, prompts[:4], stop, autocast, q))
+        p.start()
+        secs, before, after, tokens, updates = q.get()
+        p.join()
+        print(f"  one GRPO step, 4 prompts x 4 rollouts (up to 256 new tokens: {tokens} response tokens), "
+              f"{updates} update, float32 master weights and KL reference"
+              f"{', bfloat16 autocast (not what rzero does on a CPU)' if autocast else ''}: {secs:.0f} s; peak RSS "
+              f"{before / 2**30:.1f} GiB before the step, {after / 2**30:.1f} GiB after")
+
+
 def _canon(labels):
     first = {}
     return [first.setdefault(int(x), len(first)) for x in labels]
@@ -372,12 +460,15 @@ def _canon(labels):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["sampler", "long", "grpo", "bleu", "dist"])
+    parser.add_argument("what", choices=["sampler", "long", "grpo", "bleu", "dist", "real"])
     parser.add_argument("--reps", type=int, default=1, help="timed repetitions")
     parser.add_argument("--nproc", type=int, default=8, help="dist on GPUs: the most processes (one per GPU)")
     parser.add_argument("--rows", type=int, default=512, help="long: rows in the workload")
+    parser.add_argument("--model", default=os.path.join("cache", "qwen2.5-coder-0.5b-instruct"),
+                        help="real: a model folder")
     args = parser.parse_args()
-    run = {"sampler": bench_sampler, "long": bench_long, "grpo": bench_grpo, "bleu": bench_bleu, "dist": bench_dist}
+    run = {"sampler": bench_sampler, "long": bench_long, "grpo": bench_grpo, "bleu": bench_bleu, "dist": bench_dist,
+           "real": bench_real}
     run[args.what](args)
 
 

@@ -11,7 +11,7 @@ in bfloat16 (MixedPrecisionPolicy) and gradients are reduced in float32. A GPU r
 of one, so one GPU and many train through the same path. A CPU run without torchrun uses none of this.
 
 Sampling does not go through FSDP: in `sample`, `replica` all-gathers each parameter once into a plain model in
-the compute dtype, every rank samples its share of the rows on it (`split`), `gather` puts the results back in
+the sampling dtype, every rank samples its share of the rows on it (`split`), `gather` puts the results back in
 order on every rank, and the replica is freed. Rank 0 writes every file; `barrier` makes the others wait for it.
 """
 import os
@@ -111,30 +111,26 @@ def shard(model, compute_dtype):
         if type(module).__name__ in blocks:
             fully_shard(module, mesh=mesh, mp_policy=policy)
     fully_shard(model, mesh=mesh, mp_policy=policy)
-    model.compute_dtype = compute_dtype  # the dtype `replica` samples in
+    model.compute_dtype = compute_dtype  # the dtype `replica` samples in unless told another
     return model
 
 
 @torch.no_grad()
-def replica(model):
-    """A plain copy of a sharded model in its compute dtype, for sampling. FSDP gathers one unit (a block, or the
-    root's own weights) at a time, already cast to the compute dtype, and it is copied and resharded before the
-    next, so the copy is the only whole model held. A model that is not sharded is returned as it is."""
-    if not sharded(model):
+def replica(model, dtype=None):
+    """A plain copy of the model in `dtype` for sampling (default: a sharded model's compute dtype, else its own);
+    the model itself where it already is one. A sharded model's weights are gathered one parameter at a time from
+    the master copy, cast and copied, so the copy is the only whole model held."""
+    dtype = dtype or getattr(model, "compute_dtype", model.dtype)
+    if not sharded(model) and model.dtype == dtype:
         return model
     from transformers import AutoModelForCausalLM
     from transformers.initialization import no_init_weights
     with torch.device(model.device), no_init_weights():  # every weight is overwritten below
-        plain = AutoModelForCausalLM.from_config(model.config, dtype=model.compute_dtype)
+        plain = AutoModelForCausalLM.from_config(model.config, dtype=dtype)
     plain.tie_weights()  # skipped with the initialisation; a tied output layer must share the embedding
     params = dict(plain.named_parameters())
-    for prefix, unit in model.named_modules():
-        if isinstance(unit, FSDPModule):
-            unit.unshard()
-            for name, p in unit.named_parameters(prefix=prefix):
-                if not isinstance(p, DTensor):  # the units inside this one stay sharded
-                    params[name].copy_(p)
-            unit.reshard()
+    for name, p in model.named_parameters():
+        params[name].copy_(p.full_tensor() if isinstance(p, DTensor) else p)
     for name, b in model.named_buffers():
         plain.get_buffer(name).copy_(b)
     return plain.eval()
@@ -146,12 +142,12 @@ def full_state_dict(model):
     return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
-def sample(model, prompts, n, **kw):
-    """sampler.sample over every rank: each samples its share of the rows on a gathered copy of the weights
-    (`replica`), and every rank gets all the results, in order. One prompt is shared out by its n samples, several
-    prompts by prompt. In one process this is sampler.sample itself. kv_cache_gb=0: 80% of the GPU memory left
-    free once the replica is built (none on CPU)."""
-    plain = replica(model)
+def sample(model, prompts, n, dtype=None, **kw):
+    """sampler.sample over every rank: each samples its share of the rows on a gathered copy of the weights in
+    `dtype` (`replica`), and every rank gets all the results, in order. One prompt is shared out by its n samples,
+    several prompts by prompt. In one process this is sampler.sample itself, on a copy where dtype asks for one.
+    kv_cache_gb=0: 80% of the GPU memory left free once the replica is built (none on CPU)."""
+    plain = replica(model, dtype)
     kw["progress"] = kw.get("progress", True) and is_main()  # a bar on rank 0's terminal only
     if kw.get("kv_cache_gb") == 0:
         cuda = plain.device.type == "cuda"

@@ -17,15 +17,18 @@ not covered here).
 
 Departures from the official code, on purpose:
 - A multiple-choice answer is the option letter that leads the last \\boxed{} (vote.extract_choice); a response
-  without one is wrong. The official code takes the first of A-J found anywhere in the box, and failing that a
-  random letter, which credits about a tenth of the misses by chance.
-- Math is graded by vote.equivalent alone: no math_verify, no GPT-4o second opinion (the official numbers send
-  every miss to GPT-4o, with its arguments swapped, PAPER.md Sec. 6.1).
+  without one is wrong. The official code scans A, B, ..., J in that order and takes the first that occurs
+  anywhere in the last box (else in the last "Final Answer:" or "The answer is:" line), so a box "(D) Because"
+  scores B, and failing that a random letter, which credits about a tenth of the misses by chance.
+- Math is graded on the last \\boxed{} (the official code reads the first) by vote.equivalent alone: no
+  math_verify, no GPT-4o second opinion (the official numbers send every miss to GPT-4o, with its arguments
+  swapped, PAPER.md Sec. 6.1).
 - AMC and AIME are not repeated 32 times: under greedy decoding the copies only reproduce the one score.
 """
 import argparse
 import csv
 import json
+import math
 import os
 import sys
 from collections import Counter
@@ -35,9 +38,11 @@ import dist
 import vote
 
 MATH_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."  # PAPER.md Sec. 6.1 and 4
-# PAPER.md Sec. 6.2
+# PAPER.md Sec. 6.2: MMLU-Pro's instruction (official evaluation/eval_mmlupro.py), and SuperGPQA's, which says
+# "letter" where MMLU-Pro's says "option letter" (eval_supergpqa.py); a benchmark is told apart by its file's name
 CHOICE_INSTRUCTION = ("Please reason step by step, and put your final answer option within \\boxed{}. Only put the "
                       "option letter in the box, e.g. \\boxed{A}. There is only one correct answer.")
+CHOICE_INSTRUCTIONS = {"supergpqa": CHOICE_INSTRUCTION.replace("the option letter", "the letter")}
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
@@ -84,10 +89,11 @@ class Benchmark:
     rows: list  # dicts: question, answer, and options (choice) or an optional level (math)
 
 
-def choice_question(row):
-    """The official multiple-choice user message (PAPER.md Sec. 6.2)."""
+def choice_question(row, benchmark=""):
+    """The official multiple-choice user message (PAPER.md Sec. 6.2), with the benchmark's own instruction."""
     options = "".join(f"({LETTERS[i]}): {o}\n" for i, o in enumerate(row["options"]))
-    return f"{row['question']}\nOptions are:\n{options}\n\n{CHOICE_INSTRUCTION}"
+    instruction = CHOICE_INSTRUCTIONS.get("".join(c for c in benchmark.lower() if c.isalnum()), CHOICE_INSTRUCTION)
+    return f"{row['question']}\nOptions are:\n{options}\n\n{instruction}"
 
 
 def _row_kind(row, where):
@@ -165,14 +171,15 @@ def read_benchmarks(paths):
 
 
 def evaluate(model, tokenizer, benchmarks, solver_system, k=0, max_new_math=4096, max_new_choice=8192,
-             generator=None, **sampling):
-    """{benchmark: {"kind", "all": {greedy, [mean@k, maj@k], n}, "levels": {level: {...}}}}, accuracies in %.
-    Greedy is the paper's figure; with k > 0, k samples at temperature 1.0 (from `generator`) give mean@k and
-    maj@k."""
+             generator=None, responses=None, **sampling):
+    """{benchmark: {"kind", "all": {greedy, answered, [mean@k, maj@k], n}, "levels": {level: {...}}}}, in %.
+    Greedy is the paper's figure; answered is the share of greedy responses with an answer the grader can read (a
+    \\boxed{}, holding an option letter for multiple choice); with k > 0, k samples at temperature 1.0 (from
+    `generator`) give mean@k and maj@k. Each greedy response is appended to the list `responses`, where given."""
     table = {}
     for b in benchmarks:
         choice = b.kind == "choice"
-        questions = [choice_question(r) if choice else r["question"] for r in b.rows]
+        questions = [choice_question(r, b.name) if choice else r["question"] for r in b.rows]
         system, max_new = (None, max_new_choice) if choice else (solver_system, max_new_math)
         answer = (lambda t, r: vote.extract_choice(t, len(r["options"]))) if choice else (
             lambda t, r: vote.extract_boxed(t))
@@ -182,9 +189,13 @@ def evaluate(model, tokenizer, benchmarks, solver_system, k=0, max_new_math=4096
                           desc=f"{b.name} @{k}", **sampling) if k else [[]] * len(questions)
         rows = {}
         for r, g, s in zip(b.rows, greedy, sampled):
+            a = answer(g[0], r)
+            if responses is not None:
+                responses.append({"benchmark": b.name, **r, "response": g[0], "extracted": a, "right": right(a, r)})
             for key in ("all", r["level"]) if "level" in r else ("all",):
                 c = rows.setdefault(key, Counter())
-                c["greedy"] += right(answer(g[0], r), r)
+                c["greedy"] += right(a, r)
+                c["answered"] += a is not None
                 if k:
                     answers = [answer(t, r) for t in s]
                     c[f"mean@{k}"] += sum(right(a, r) for a in answers) / k
@@ -193,6 +204,12 @@ def evaluate(model, tokenizer, benchmarks, solver_system, k=0, max_new_math=4096
         scores = {key: {m: (100 * v / c["n"] if m != "n" else v) for m, v in c.items()} for key, c in rows.items()}
         table[b.name] = {"kind": b.kind, "all": scores.pop("all"), "levels": dict(sorted(scores.items()))}
     return table
+
+
+def standard_error(percent, n):
+    """The standard error of an accuracy of `percent` % over n questions, in points: 100 sqrt(p (1 - p) / n)."""
+    p = percent / 100
+    return 100 * math.sqrt(p * (1 - p) / n) if n else 0.0
 
 
 def averages(table):
@@ -323,6 +340,10 @@ def main(argv=None):
     r.add_argument("--max-new-tokens", type=int, default=4096, help="math")
     r.add_argument("--choice-max-new-tokens", type=int, default=8192, help="multiple choice")
     r.add_argument("--system", default=MATH_SYSTEM, help="the math system message (the Solver's)")
+    r.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float32"), help="the weights' dtype while "
+                   "sampling (default bfloat16, as rzero's --sample-dtype)")
+    r.add_argument("--compile", action="store_true", help="capture the decode step with torch.compile (CUDA graphs)")
+    r.add_argument("--responses", metavar="FILE", help="write every greedy response here (JSONL)")
     args = parser.parse_args(argv)
     try:
         if args.command == "convert":
@@ -337,14 +358,22 @@ def main(argv=None):
     hf_logging.disable_progress_bar()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.bfloat16 if device == "cuda" else None)
+        model = AutoModelForCausalLM.from_pretrained(args.model, dtype=getattr(torch, args.dtype))
         tokenizer = AutoTokenizer.from_pretrained(args.model)
     except (OSError, ValueError) as e:
         sys.exit(f"evaluation.py: cannot load a model from {args.model!r}: {str(e).strip().splitlines()[0]}")
+    responses = []
     table = evaluate(model.to(device).eval(), tokenizer, benchmarks, args.system, args.k, args.max_new_tokens,
                      args.choice_max_new_tokens, generator=torch.Generator(device).manual_seed(0),
-                     compile=device == "cuda", kv_cache_gb=0)
+                     responses=responses, compile=args.compile, kv_cache_gb=0)
+    if args.responses:
+        with open(args.responses, "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in responses)
     print(format_table({args.model: table}), end="")
+    for name, t in table.items():
+        a = t["all"]
+        print(f"{name}: greedy {a['greedy']:.1f}% ± {standard_error(a['greedy'], a['n']):.1f} (standard error, "
+              f"{a['n']} questions), an answer in {a['answered']:.0f}% of the responses")
 
 
 if __name__ == "__main__":

@@ -14,11 +14,15 @@ Given rollouts (prompt + response token ids) and one scalar reward per rollout, 
 Loss aggregation, one count per optimizer step over all its micro-batches:
 - "token-mean" (default): sum of token losses / number of response tokens in the mini-batch;
 - "seq-mean-token-mean": mean over the mini-batch's sequences of each sequence's token mean.
-Departures from the official trainer, on purpose: its token-mean divides per micro-batch and then by the
-accumulation count, so micro-batches with few tokens weigh more; ours is the exact mini-batch mean. Rollouts
-with A = 0 (e.g. every group whose rewards are all equal) are dropped before any forward pass: they carry no
-policy gradient, only KL; the official trainer keeps them. A group of size 1 gets A = 0 (no baseline), where
-EasyR1 uses mean 0 and std 1.
+Departure from the official trainer, on purpose: it takes the token mean of each micro-batch and divides by the
+accumulation count, so micro-batches with few tokens weigh more; ours is the exact mini-batch mean. With micro-
+batches of one sequence (the official Solver) the official mean is "seq-mean-token-mean".
+
+Rollouts with A = 0 (every group whose rewards are all equal) carry no policy gradient, only KL. As the official
+trainer, the mini-batches are formed over all rollouts and those rows contribute their KL and their tokens to the
+count. `skip_zero_advantage=True` drops them before any forward pass instead: faster, but a step then takes fewer
+optimizer updates (a last mini-batch may be small and still gets a whole AdamW step), loses their KL, and divides
+by fewer tokens. A group of size 1 gets A = 0 (no baseline); the official trainer refuses one (it asserts n > 1).
 
 Only torch is needed; `model` is any transformers causal LM whose logits are `lm_head(trunk(x))` (no logit
 soft-capping or scaling, which covers Qwen, Llama, Mistral and GPT-2).
@@ -43,6 +47,7 @@ class GRPOConfig:
     loss_agg: str = "token-mean"  # or "seq-mean-token-mean" (the official Solver's effective aggregation)
     mini_batch: int = 64  # rollouts per optimizer step
     micro_batch: int = 8  # rollouts per forward/backward
+    skip_zero_advantage: bool = False  # True: drop A = 0 rollouts before the mini-batches form (see the docstring)
     max_grad_norm: float = 1.0
     logprob_chunk: int = 256  # response positions per output-layer chunk: 256 x 152k vocab = 156 MB in fp32
     grad_checkpointing: bool = False  # the model's own activation checkpointing of its layers
@@ -205,17 +210,20 @@ def grpo_step(model, optimizer, batch, cfg, ref_model=None):
     trains its share of each mini-batch; the loss is still normalised by the whole mini-batch's counts, so one
     step on N ranks equals one step on one rank over the same batch, up to the order of float sums.
     """
-    keep = (batch.advantages != 0).nonzero()[:, 0]
-    stats = dict(rollouts=len(batch.advantages), zero_adv=len(batch.advantages) - len(keep),
+    nonzero = batch.advantages != 0
+    stats = dict(rollouts=len(batch.advantages), zero_adv=int((~nonzero).sum()),
                  response_len=batch.response_mask.sum(1).float().mean().item())
-    if len(keep) == 0:
-        return {**stats, "loss": 0.0, "kl": 0.0, "clip_frac": 0.0, "ratio": 1.0, "grad_norm": 0.0, "entropy": 0.0}
-    batch = batch.rows(keep)
+    if cfg.skip_zero_advantage:
+        batch = batch.rows(nonzero.nonzero()[:, 0])
+    n, device = len(batch.advantages), batch.advantages.device
+    if n == 0:
+        return {**stats, "updates": 0, "loss": 0.0, "kl": 0.0, "clip_frac": 0.0, "ratio": 1.0, "grad_norm": 0.0,
+                "entropy": 0.0}
     rank, world = _rank_world()
-    spans = [(a, min(a + cfg.mini_batch, len(keep))) for a in range(0, len(keep), cfg.mini_batch)]
+    spans = [(a, min(a + cfg.mini_batch, n)) for a in range(0, n, cfg.mini_batch)]
     shares = [_share(a, b, rank, world) for a, b in spans]
-    mine = batch.rows(torch.tensor([i for idx, _ in shares for i in idx], device=keep.device))  # this rank's rows
-    real = torch.tensor([r for _, rs in shares for r in rs], device=keep.device)  # (B_rank,) False on padding
+    mine = batch.rows(torch.tensor([i for idx, _ in shares for i in idx], device=device))  # this rank's rows
+    real = torch.tensor([r for _, rs in shares for r in rs], device=device)  # (B_rank,) False on padding
     model.train()  # dropout, if the config has any, stays on for old and new log-probs alike (Qwen/Llama have none)
     if cfg.grad_checkpointing:
         _enable_checkpointing(model)
@@ -245,7 +253,8 @@ def grpo_step(model, optimizer, batch, cfg, ref_model=None):
                                       entropy[mask].mean().item() * n if n else 0.0, n], dtype=torch.float64)
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
         norms.append((norm.full_tensor() if hasattr(norm, "full_tensor") else norm).item())  # DTensor under FSDP
-        optimizer.step()
+        if math.isfinite(norms[-1]):  # as the official trainer, a non-finite gradient skips the update
+            optimizer.step()
         offset += len(idx)
     optimizer.zero_grad(set_to_none=True)  # no gradients held while the next batch is sampled
     if world > 1:
@@ -253,5 +262,5 @@ def grpo_step(model, optimizer, batch, cfg, ref_model=None):
         torch.distributed.all_reduce(sums)
     loss, kl, clipped, ratio, entropy, tokens = sums.tolist()
     tokens = max(tokens, 1)
-    return {**stats, "loss": loss / len(spans), "kl": kl / tokens, "clip_frac": clipped / tokens,
+    return {**stats, "updates": len(spans), "loss": loss / len(spans), "kl": kl / tokens, "clip_frac": clipped / tokens,
             "ratio": ratio / tokens, "grad_norm": sum(norms) / len(norms), "entropy": entropy / tokens}

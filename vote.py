@@ -16,6 +16,9 @@ from that grader, each on purpose:
   fractions and non-integer forms of an integer answer; a vote needs a symmetric relation, so we do not.
 - No symbolic algebra: x+1 and 1+x are different answers.
 - The official vote also merges any two answers that both contain "no " (a hack for yes/no questions); we don't.
+- The official extraction (mathruler's extract_boxed_content) returns the string "None" for a response without a
+  box, which then votes like an answer; here such an answer is None and never wins (rzero.official_votes gives
+  the official reading).
 - A trailing period is dropped ("7." = 7).
 
 Standard library only, so the file can be copied into another project alone.
