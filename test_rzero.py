@@ -8,6 +8,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import signal
 import time
@@ -1135,7 +1136,8 @@ def test_wandb_offline_files_hold_every_metric_once_through_a_kill_and_a_resume(
     run_with_a_kill_in_the_solver_stage(micro_world, tmp_path / "a", monkeypatch, capsys, "--report-to", "wandb")
     run_id = json.load(open(tmp_path / "a" / "report.json"))["wandb_id"]
     runs = glob.glob(str(tmp_path / "a" / "wandb" / "offline-run-*"))
-    assert len(runs) == 3 and all(r.endswith(f"-{run_id}") for r in runs)
+    # W&B adds "-1", "-2" to a folder name that two processes started in the same second would share
+    assert len(runs) == 3 and all(re.search(f"-{run_id}(-[0-9]+)?$", r) for r in runs)
     rows = wandb_history(tmp_path / "a")
     for tag, points in expected_curves(tmp_path / "a").items():
         group = tag.split("/")[0]
@@ -1470,7 +1472,7 @@ def test_evaluate_grades_as_the_paper_and_averages(monkeypatch):
 
     def respond(model, tokenizer, system, questions, n, temperature, max_new_tokens, **kw):
         asked.append((system, n, temperature, max_new_tokens))
-        replies = {"1+1": ["\\boxed{2}", "\\boxed{2}", "\\boxed{3}"], "2+3": ["\\boxed{6}", "5", "\\boxed{5}"]}
+        replies = {"1+1": ["\\boxed{2}", "\\boxed{2}", "\\boxed{3}"], "2+3": ["6", "5", "\\boxed{5}"]}
         return [(replies.get(q) or ["\\boxed{\\text{(B)}}", "\\boxed{A}", "Bees"])[:1] if n == 1 else
                 (replies.get(q) or ["\\boxed{\\text{(B)}}", "\\boxed{A}", "Bees"])[1:1 + n] for q in questions]
     monkeypatch.setattr(evaluation, "respond", respond)
@@ -1479,12 +1481,14 @@ def test_evaluate_grades_as_the_paper_and_averages(monkeypatch):
     choice = evaluation.Benchmark("c", "choice", [{"question": "Q", "options": ["x", "y"], "answer": "B"}])
     table = evaluation.evaluate(None, None, [math, choice], "SYS", k=2, max_new_math=40, max_new_choice=80)
     assert asked == [("SYS", 1, 0.0, 40), ("SYS", 2, 1.0, 40), (None, 1, 0.0, 80), (None, 2, 1.0, 80)]
-    # mean@2: 1/2 per question; maj@2: the tie 2-3 goes to the first answer, the unboxed "5" is no answer
-    assert table["m"]["all"] == {"greedy": 50.0, "mean@2": 50.0, "maj@2": 100.0, "n": 2}
+    # mean@2: 1/2 per question; maj@2: the tie 2-3 goes to the first answer; an unboxed "6" or "5" is no answer
+    assert table["m"]["all"] == {"greedy": 50.0, "answered": 50.0, "mean@2": 50.0, "maj@2": 100.0, "n": 2}
     assert table["m"]["levels"]["1"]["greedy"] == 100.0 and table["m"]["levels"]["2"]["greedy"] == 0.0
-    assert table["c"]["all"] == {"greedy": 100.0, "mean@2": 0.0, "maj@2": 0.0, "n": 1}  # "Bees" picks no letter
+    # "Bees" picks no letter
+    assert table["c"]["all"] == {"greedy": 100.0, "answered": 100.0, "mean@2": 0.0, "maj@2": 0.0, "n": 1}
     greedy_only = evaluation.evaluate(None, None, [math], "SYS")
-    assert greedy_only["m"]["all"] == {"greedy": 50.0, "n": 2} and asked[-1] == ("SYS", 1, 0.0, 4096)
+    assert greedy_only["m"]["all"] == {"greedy": 50.0, "answered": 50.0, "n": 2}
+    assert asked[-1] == ("SYS", 1, 0.0, 4096)
     # The paper's own check (PAPER.md Sec. 6.2): Qwen3-4B-Base, (42.58 + 20.88 + 37.38 + 7.57) / 4 = 27.10
     paper = {**{f"math{i}": {"kind": "math", "all": {"greedy": v}} for i, v in enumerate([40.58, 44.58])},
              **{n: {"kind": "choice", "all": {"greedy": v}} for n, v in
@@ -1768,13 +1772,16 @@ def qwen():
 
 def test_sampler_on_qwen_equals_generate(qwen):
     """Greedy, float32, the Qwen chat template and both of its stop tokens: the sampler is generate, token for
-    token, on prompts of three lengths."""
+    token, on prompts of four lengths, one of them answered in a word (with no system message, as multiple choice
+    is asked) so that a row stops while the others run on."""
     _, model, tok = qwen
     questions = ["What is 7 times 8?", "Tom has 3 apples and buys 4 more. How many apples does he have now?",
                  "A train travels 60 km in 45 minutes. At the same speed, how far does it travel in 2 hours?"]
     prompts = [evaluation.encode(tok, evaluation.render(tok, evaluation.MATH_SYSTEM, q)) for q in questions]
+    prompts.append(evaluation.encode(tok, evaluation.render(tok, None, "What colour is a clear daytime sky? Reply "
+                                                                       "with one word.")))
     stop = evaluation.stop_ids(model, tok)
-    assert tok.convert_ids_to_tokens(stop) == ["<|endoftext|>", "<|im_end|>"] and len({len(p) for p in prompts}) == 3
+    assert tok.convert_ids_to_tokens(stop) == ["<|endoftext|>", "<|im_end|>"] and len({len(p) for p in prompts}) == 4
     assert tok.decode(prompts[0]).startswith("<|im_start|>system\nPlease reason step by step")
     greedy = sampler.sample(model, prompts, n=1, max_new_tokens=48, temperature=0, stop_ids=stop, progress=False)
     for p, (s,) in zip(prompts, greedy):
