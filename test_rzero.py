@@ -1532,6 +1532,9 @@ def _grpo_rank(rank, store, out):
         torch.save({"state": state, "stats": stats, "fresh": fresh, "replica": replica.state_dict(),
                     "greedy": [[s.tokens for s in g] for g in greedy]}, out)
     torch.distributed.destroy_process_group()
+    # About 1 run in 20 (torch 2.13, CPU), a rank that has saved and destroyed its group still aborts in interpreter
+    # teardown ("terminate called without an active exception", a gloo thread); the results are saved by then
+    os._exit(0)
 
 
 def test_grpo_step_on_two_ranks_equals_one_rank(tmp_path):
