@@ -1107,8 +1107,12 @@ def wandb_history(folder):
     blocks of records with 7-byte headers), in the order written, across the runs that resumed one id."""
     import struct
     from wandb.proto import wandb_internal_pb2
+    def started(path):  # offline-run-<YYYYMMDD_HHMMSS>-<id>, then -1, -2, ... for later ones in the same second
+        m = re.fullmatch(r"offline-run-(\d{8}_\d{6})-[^-]+(?:-(\d+))?", os.path.basename(os.path.dirname(path)))
+        return m[1], int(m[2] or 0)
+
     rows = []
-    for path in sorted(glob.glob(str(folder / "wandb" / "offline-run-*" / "run-*.wandb"))):
+    for path in sorted(glob.glob(str(folder / "wandb" / "offline-run-*" / "run-*.wandb")), key=started):
         data, pos, part = open(path, "rb").read(), 7, b""  # 7: the file's own header, ":W&B" and its version
         assert data[:4] == b":W&B"
         while pos + 7 <= len(data):
