@@ -1807,7 +1807,7 @@ def test_one_iteration_on_qwen_with_nothing_fed(qwen, tmp_path, capsys):
     gsm8k = write_lines(tmp_path / "gsm8k.jsonl", [{"question": "Tom has 3 apples and buys 4 more. How many "
                                                                  "apples does he have?", "answer": "7"}])
     out = tmp_path / "run"
-    # 320 and 400 new tokens, the loop's of RESULTS.md Sec. 9.4: at 200 most questions and answers are cut short
+    # 320 and 400 new tokens, as in the loop of RESULTS.md Sec. 9.4: at 200 most questions and answers are cut short
     rzero.main(["--model", folder, "--out", str(out), "--iterations", "1", "--candidates", "32", "--m", "4",
                 "--challenger-steps", "1", "--challenger-prompts", "1", "--challenger-group-size", "4",
                 "--challenger-mini-batch", "1", "--challenger-max-new-tokens", "320",
