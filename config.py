@@ -118,6 +118,8 @@ class LoopConfig:
     grad_checkpointing: bool = _f(False, "recompute layer activations in backward (the model's own switch)")
     report_to: str = _f("none", "stream every metric as it is written: none, tensorboard (to OUT/tensorboard) or "
                                 "wandb (WANDB_MODE=offline needs no account); report.py")
+    force_lock: bool = _f(False, "take over the run folder's lock although its holder runs on another host (only "
+                                 "when that run is known to be gone)")
     seed: int = _f(0, "seed of every stage's randomness")
 
 
@@ -146,7 +148,7 @@ TOY_PRESET = {
 # samples: the same experiment, not the same bits. Evaluation settings are recorded with each evaluation instead
 # (a change evaluates the checkpoints again). Every other setting decides the results and must match to resume.
 HOW_IT_RUNS = {"out", "iterations", "device", "sample_dtype", "max_rows", "kv_cache_gb", "compile",
-               "grad_checkpointing", "report_to"}
+               "grad_checkpointing", "report_to", "force_lock"}
 EVALUATION = {"eval_file", "eval_k", "eval_max_new_tokens", "eval_choice_max_new_tokens"}
 # The official run (PAPER.md Sec. 9) as far as it is offered: every default not named here is already the official
 # code's, or the paper's where the official code agrees with it.

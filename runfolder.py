@@ -5,11 +5,16 @@ A file is written under a temporary name and renamed into place, by rank 0 only,
 a file. A stage's record (`file_record`) names each file the stage wrote with its size and sha256; it is written
 last, so a stage counts as done only when its record exists and its files still match it (`record_mismatch`).
 Every failed read or write becomes one line (`io_error`): the file, the cause, and that the same command resumes.
+One run at a time writes a folder: `take_lock` before anything is written there, `release_lock` at the end.
 """
 import hashlib
 import json
 import os
 import re
+import socket
+import sys
+import time
+import uuid
 
 import dist
 import evaluation
@@ -27,6 +32,106 @@ def io_error(path, e):
     cause = getattr(e, "strerror", None) or str(e).strip().splitlines()[0]
     cause = re.search(r'message: "([^"]+)"', cause).group(1) if 'message: "' in cause else cause  # safetensors' Rust
     return RZeroError(f"{path}: {cause}; once that is fixed, {RESUME}")
+
+
+LOCK = "rzero.lock"
+
+
+class LockHeld(RZeroError):
+    """The run folder is another process's: its holder in words and what to do, in one line."""
+
+
+def _process_start(pid):
+    """The boot-relative start tick of a live process on this host (Linux's /proc), None where it cannot be read:
+    a pid that the system gave to a newer process since is then told from the lock's holder."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _alive(holder):
+    try:
+        os.kill(holder["pid"], 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    started = _process_start(holder["pid"])
+    return started is None or holder.get("tick") is None or started == holder["tick"]
+
+
+def _holder_line(h):
+    return f"host {h.get('host')}, pid {h.get('pid')}, started {h.get('started')}, command: {h.get('command')}"
+
+
+def take_lock(out, force=False, say=print):
+    """Make this process the one writer of the run folder `out`, or raise LockHeld naming the holder.
+
+    The lock is `out/rzero.lock`, a JSON of its holder (host, pid, start, command), created whole: written under a
+    name of its own, then hard-linked to the lock's name, which fails when the lock exists (an atomic exclusive
+    create that holds on NFS too, where O_EXCL may not). A lock whose holder is gone (this host, its pid no longer
+    the process that took it) is taken over with one line; a lock from another host only with force. A kill at any
+    point leaves at most the lock, which the same command then takes over. Returns the holder record."""
+    path, me = os.path.join(out, LOCK), {
+        "host": socket.gethostname(), "pid": os.getpid(), "tick": _process_start(os.getpid()),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "command": " ".join(sys.argv), "token": uuid.uuid4().hex}
+    mine = f"{path}.{me['token']}"
+    write_file(mine, json.dumps(me) + "\n")
+    try:
+        while True:
+            try:
+                os.link(mine, path)
+                return me
+            except FileExistsError:
+                pass
+            except OSError as e:
+                raise io_error(path, e) from None
+            try:
+                with open(path) as f:
+                    holder = json.load(f)
+            except FileNotFoundError:  # released or taken over while we looked: try again
+                continue
+            except (OSError, ValueError) as e:
+                raise io_error(path, e) from None
+            here = holder.get("host") == me["host"]
+            if (here and _alive(holder)) or (not here and not force):
+                how = (f"wait for it to end or stop it (kill {holder.get('pid')})" if here else
+                       f"if that run is gone (its machine lost or stopped), rerun with --force-lock to take the folder "
+                       f"over; a run still alive on {holder.get('host')} would then share it")
+                raise LockHeld(f"{out} is in use by another run ({_holder_line(holder)}): {how}")
+            # The holder is gone. Move its lock aside; if what was moved is not the lock just read, another process
+            # took the folder over in between: its lock goes back and the next look names it.
+            aside = f"{path}.stale.{me['token']}"
+            try:
+                os.rename(path, aside)
+            except FileNotFoundError:
+                continue
+            with open(aside) as f:
+                moved = json.load(f)
+            if moved.get("token") != holder.get("token"):
+                os.link(aside, path)
+                os.remove(aside)
+                continue
+            os.remove(aside)
+            why = "no longer running" if here else "on another host (--force-lock)"
+            say(f"rzero: the lock of {out} was held by a run that is {why} ({_holder_line(holder)}): taking it over")
+    finally:
+        if os.path.exists(mine):
+            os.remove(mine)
+
+
+def release_lock(out, holder):
+    """Remove the lock if it is still `holder`'s (a run taken over by --force-lock leaves the new holder's alone)."""
+    path = os.path.join(out, LOCK)
+    try:
+        with open(path) as f:
+            if json.load(f).get("token") != holder["token"]:
+                return
+        os.remove(path)
+    except (OSError, ValueError):
+        pass
 
 
 def write_file(path, text):

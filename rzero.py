@@ -50,8 +50,8 @@ import report
 import sampler
 import vote
 from evaluation import encode, render, stop_ids
-from runfolder import (RESUME, RZeroError, file_record, io_error, read_json, record_mismatch, summarize, write_json,
-                       write_jsonl)
+from runfolder import (RESUME, RZeroError, file_record, io_error, read_json, record_mismatch, release_lock, summarize,
+                       take_lock, write_json, write_jsonl)
 
 # ----------------------------------------------------------------------------- Challenger reward (paper Sec. 3.2)
 
@@ -710,12 +710,31 @@ def eval_inputs(cfg, world):
 def run(cfg, ch, sv):
     """Paper Alg. 1, resumable: each stage is skipped when its record matches (`stage`). A run folder resumes under
     any command that agrees with its config.json on the settings that decide the results (config.HOW_IT_RUNS lists
-    those that may differ: the folder's place, the hardware, more iterations); a new --eval-file re-evaluates."""
+    those that may differ: the folder's place, the hardware, more iterations); a new --eval-file re-evaluates. One
+    process writes a folder at a time: rank 0 holds its lock (runfolder.take_lock) from before the first write to
+    the end."""
     world = make_world(cfg)
     try:
         os.makedirs(cfg.out, exist_ok=True)
     except OSError as e:
         raise io_error(cfg.out, e) from None
+    lock, refused = None, None
+    if dist.is_main():
+        try:
+            lock = take_lock(cfg.out, cfg.force_lock, say=lambda line: print(line, file=sys.stderr, flush=True))
+        except RZeroError as e:
+            refused = str(e)
+    refused = dist.broadcast(refused)  # every rank leaves on rank 0's verdict
+    if refused:
+        raise RZeroError(refused)
+    try:
+        locked_run(cfg, ch, sv, world)
+    finally:
+        if lock:
+            release_lock(cfg.out, lock)
+
+
+def locked_run(cfg, ch, sv, world):
     settings = {"defining": config.defining(cfg, ch, sv), "base": world.base_id,
                 "how_it_runs": {config.flag("", k): getattr(cfg, k) for k in sorted(config.HOW_IT_RUNS)}}
     config_path = os.path.join(cfg.out, "config.json")
@@ -824,6 +843,23 @@ def _stop(signum, frame):
                                                     "report names that rank)" if torchrun else ""))
 
 
-if __name__ == "__main__":
+def cli(argv=None):
+    """The command: `main`, then the way out. Under torchrun a process leaves by os._exit with main's status once its
+    streams are flushed: every file is written and the process group destroyed by then, and what the interpreter's
+    teardown does after that (a gloo thread was seen to abort it, about 1 run in 20) must not turn a finished run
+    into a failed one for a scheduler. Alone, the process exits as usual."""
     signal.signal(signal.SIGTERM, _stop)
-    main()
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else int(e.code is not None)
+    if "TORCHELASTIC_RUN_ID" not in os.environ:
+        sys.exit(code)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1562,17 +1562,41 @@ def test_grpo_step_on_two_ranks_equals_one_rank(tmp_path):
     assert two["greedy"] == [[s.tokens for s in g] for g in greedy]
 
 
-def torchrun(cwd, out, world):
-    """`bash run.sh --nproc 2` in `cwd`, on the micro world's base: rzero.py's own entry, with toy.base pointed at
-    the micro base (the shipped one would make the test several times slower)."""
+def micro_rzero(cwd, world):
+    """rzero.py's own entry (`cli`) as a script in `cwd`, with toy.base pointed at the micro base (the shipped one
+    would make the tests several times slower)."""
     runner = cwd / "micro_rzero.py"
-    runner.write_text(f"import signal, sys\nsys.path.insert(0, {os.getcwd()!r})\nimport rzero, toy\n"
-                      f"toy.base = lambda: {str(world / 'base')!r}\n"
-                      "signal.signal(signal.SIGTERM, rzero._stop)\nrzero.main(sys.argv[1:])\n")
-    args = loop_args(out, world, "--iterations", "1")
+    runner.write_text(f"import sys\nsys.path.insert(0, {os.getcwd()!r})\nimport rzero, toy\n"
+                      f"toy.base = lambda: {str(world / 'base')!r}\nrzero.cli(sys.argv[1:])\n")
+    return str(runner)
+
+
+def torchrun(cwd, out, world, *extra):
+    """`bash run.sh --nproc 2` in `cwd`, on the micro world's base."""
+    args = loop_args(out, world, "--iterations", "1", *extra)
     return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                             str(runner), "--", *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                             micro_rzero(cwd, world), "--", *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def one_process(cwd, out, world, *extra):
+    """`bash run.sh` in `cwd`, one process, on the micro world's base: a 1-iteration run."""
+    return subprocess.Popen([sys.executable, micro_rzero(cwd, world), *loop_args(out, world, "--iterations", "1",
+                                                                                  *extra)],
+                            cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def same_iteration(a, b):
+    """Two 1-iteration run folders hold the same results: data set, metrics but wall times, weights, evaluation."""
+    from safetensors.torch import load_file
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    for name in ("dataset.jsonl", "challenger_metrics.jsonl", "solver_metrics.jsonl"):
+        assert strip(runfolder.read_jsonl(a / "iter1" / name)) == strip(runfolder.read_jsonl(b / "iter1" / name))
+    wa, wb = (load_file(d / "iter1" / "solver" / "model.safetensors") for d in (a, b))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    ea, eb = (json.load(open(d / "iter1" / "eval.json"))["benchmarks"] for d in (a, b))
+    assert ea == eb
 
 
 def rank_pid(launcher, rank):
@@ -1614,6 +1638,95 @@ def test_two_processes_survive_a_dead_rank_and_resume(micro_world, tmp_path):
     from safetensors.torch import load_file
     wa, wb = (load_file(tmp_path / d / "iter1" / "solver" / "model.safetensors") for d in ("whole", "b"))
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+def test_the_torchrun_path_exits_0_after_a_finished_run_and_non_zero_after_a_refused_one(micro_world, tmp_path):
+    """`bash run.sh --nproc 2` on a finished folder, six times over: each run joins the group, finds every stage done,
+    writes the summary and leaves with status 0 (rzero.cli). Then one whose folder is locked by a live process: one
+    line from rank 0 and a non-zero status."""
+    first = torchrun(tmp_path, tmp_path / "o", micro_world)
+    _, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err[-2000:]
+    for _ in range(6):
+        again = torchrun(tmp_path, tmp_path / "o", micro_world)
+        out, err = again.communicate(timeout=300)
+        assert again.returncode == 0 and "[iter 1: eval] done earlier" in out, (again.returncode, err[-2000:])
+        assert not [line for line in err.splitlines() if line.startswith("rzero:")], err[-2000:]
+    held = runfolder.take_lock(str(tmp_path / "o"))  # this test's process holds the folder now
+    refused = torchrun(tmp_path, tmp_path / "o", micro_world)
+    _, err = refused.communicate(timeout=300)
+    runfolder.release_lock(str(tmp_path / "o"), held)
+    ours = [line for line in err.splitlines() if line.startswith("rzero:")]
+    assert refused.returncode != 0 and len(ours) == 1 and f"pid {os.getpid()}," in ours[0], err[-2000:]
+
+
+def test_a_stale_lock_is_taken_over_and_a_live_or_foreign_one_refused(tmp_path):
+    import socket
+    out, said = str(tmp_path), []
+    path = tmp_path / runfolder.LOCK
+
+    def plant(**holder):
+        path.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": "then",
+                                    "command": "bash run.sh --out x", "token": "old", **holder}))
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid that no process has now (pids are not reused this soon)
+    for holder in (dict(pid=gone.pid), dict(tick=-1)):  # a dead pid; a live pid that is another process now
+        plant(**holder)
+        me = runfolder.take_lock(out, say=said.append)
+        assert json.loads(path.read_text())["pid"] == os.getpid() and json.loads(path.read_text())["token"] == me["token"]
+        assert len(said) == 1 and "no longer running" in said.pop() and sorted(os.listdir(out)) == [runfolder.LOCK]
+        runfolder.release_lock(out, me)
+        assert not path.exists()
+    live = runfolder.take_lock(out)  # held by a live process: refused, holder named, the lock untouched
+    with pytest.raises(runfolder.LockHeld, match=rf"in use by another run \(host .*, pid {os.getpid()}, started .*, "
+                                                 r"command: .*\): wait for it to end or stop it"):
+        runfolder.take_lock(out)
+    assert json.loads(path.read_text())["token"] == live["token"]
+    plant(host="elsewhere", pid=1)  # another host's: never taken over silently
+    with pytest.raises(runfolder.LockHeld, match="host elsewhere, pid 1, .*rerun with --force-lock"):
+        runfolder.take_lock(out)
+    me = runfolder.take_lock(out, force=True, say=said.append)
+    assert "on another host (--force-lock)" in said.pop() and json.loads(path.read_text())["token"] == me["token"]
+    runfolder.release_lock(out, live)  # not the holder any more: the new holder's lock stays
+    assert json.loads(path.read_text())["token"] == me["token"]
+
+
+def test_a_second_run_on_a_folder_is_refused_and_a_killed_one_resumes(micro_world, tmp_path):
+    """Two runs on one folder: the second (here with other settings, started before the first wrote config.json's
+    values) exits 2 with one line naming the first, which goes on unharmed to the files of a run alone. A run killed
+    (SIGKILL) while it holds the lock: the same command takes the stale lock over, resumes, and ends with those
+    files too."""
+    alone = one_process(tmp_path, tmp_path / "alone", micro_world)
+    _, err = alone.communicate(timeout=300)
+    assert alone.returncode == 0, err[-2000:]
+
+    first = one_process(tmp_path, tmp_path / "a", micro_world)
+    while not (tmp_path / "a" / runfolder.LOCK).exists():
+        assert first.poll() is None, first.stderr.read()[-2000:]
+        time.sleep(0.02)
+    second = one_process(tmp_path, tmp_path / "a", micro_world, "--seed", "1")
+    _, err = second.communicate(timeout=300)
+    ours = [line for line in err.splitlines() if line.startswith("rzero:")]
+    assert second.returncode == 2 and len(ours) == 1 and f"pid {first.pid}," in ours[0], err[-2000:]
+    assert "micro_rzero.py --out" in ours[0] and "--seed 1" not in ours[0]  # the holder's command, not its own
+    _, err = first.communicate(timeout=300)
+    assert first.returncode == 0 and not (tmp_path / "a" / runfolder.LOCK).exists(), err[-2000:]
+    assert json.load(open(tmp_path / "a" / "config.json"))["defining"]["--seed"] == 0
+    same_iteration(tmp_path / "alone", tmp_path / "a")
+
+    killed = one_process(tmp_path, tmp_path / "b", micro_world)
+    while not (tmp_path / "b" / "iter1" / "dataset_stats.json").exists():
+        assert killed.poll() is None, killed.stderr.read()[-2000:]
+        time.sleep(0.02)
+    killed.kill()
+    killed.wait()
+    assert (tmp_path / "b" / runfolder.LOCK).exists()
+    again = one_process(tmp_path, tmp_path / "b", micro_world)
+    out, err = again.communicate(timeout=300)
+    ours = [line for line in err.splitlines() if line.startswith("rzero:")]
+    assert again.returncode == 0 and "[iter 1: challenger] done earlier" in out, err[-2000:]
+    assert len(ours) == 1 and "no longer running" in ours[0] and f"pid {killed.pid}," in ours[0], err[-2000:]
+    assert not (tmp_path / "b" / runfolder.LOCK).exists()
+    same_iteration(tmp_path / "alone", tmp_path / "b")
 
 # ----------------------------------------------------------------------------- a real pretrained model
 
