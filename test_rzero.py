@@ -1619,7 +1619,8 @@ def test_two_processes_survive_a_dead_rank_and_resume(micro_world, tmp_path):
     assert whole.returncode == 0, err[-2000:]
 
     run = torchrun(tmp_path, tmp_path / "b", micro_world)
-    while not (tmp_path / "b" / "iter1" / "dataset_stats.json").exists():  # rank 1 dies in the Solver stage
+    # the record is written after the stage's files: waiting on dataset_stats.json could kill rank 1 before it
+    while not (tmp_path / "b" / "iter1" / "dataset.record.json").exists():  # rank 1 dies in the Solver stage
         assert run.poll() is None, run.stderr.read()[-2000:]
         time.sleep(0.05)
     os.kill(rank_pid(run.pid, 1), signal.SIGKILL)
