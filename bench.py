@@ -7,6 +7,7 @@
     .venv/bin/python bench.py dist             # tokens/s of sampling and of one GRPO step, 1 and 2 processes (CPU)
     .venv/bin/python bench.py dist --nproc 8   # the same on 1, 2, 4 and 8 GPUs where there are GPUs
     .venv/bin/python bench.py real             # a real model (bash run.sh fetch ...) on this CPU: sampler, bf16, GRPO
+    .venv/bin/python bench.py autocast         # the same model: a GRPO step under CPU bf16 autocast against float32
 
 Each section but `real` builds randomly initialised models from a real architecture's shapes; no weights are
 downloaded.
@@ -388,12 +389,11 @@ def _real_grpo_step(model_dir, prompts, stop, autocast, queue):
     rewards = torch.tensor([[float(len(s.tokens) % 3 == 0) for s in g] for g in groups])  # a stand-in reward
     batch = rzero.make_rollouts([p for p in prompts for _ in range(4)], responses, grpo.group_advantages(rewards)
                                 .flatten(), 0, "cpu")
-    cfg = grpo.GRPOConfig(lr=1e-6, kl_coef=0.01, mini_batch=len(responses), micro_batch=4)
+    cfg = grpo.GRPOConfig(lr=1e-6, kl_coef=0.01, mini_batch=len(responses), micro_batch=4, cpu_autocast=autocast)
     opt = grpo.make_optimizer(model, cfg)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     t0 = time.perf_counter()
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-        stats = grpo.grpo_step(model, opt, batch, cfg, ref)
+    stats = grpo.grpo_step(model, opt, batch, cfg, ref)
     queue.put((time.perf_counter() - t0, before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
                int(batch.response_mask.sum()), stats["updates"]))
 
@@ -449,8 +449,85 @@ def bench_real(args):
         p.join()
         print(f"  one GRPO step, 4 prompts x 4 rollouts (up to 256 new tokens: {tokens} response tokens), "
               f"{updates} update, float32 master weights and KL reference"
-              f"{', bfloat16 autocast (not what rzero does on a CPU)' if autocast else ''}: {secs:.0f} s; peak RSS "
+              f"{', bfloat16 autocast (--cpu-autocast)' if autocast else ''}: {secs:.0f} s; peak RSS "
               f"{before / 2**30:.1f} GiB before the step, {after / 2**30:.1f} GiB after")
+
+
+class _Recorder:
+    """Stands in for the optimizer of one grpo_step: keeps the gradient it was given, updates nothing."""
+
+    def __init__(self, model):
+        self.params, self.grads = list(model.parameters()), None
+
+    def zero_grad(self, set_to_none=True):
+        for p in self.params:
+            p.grad = None
+
+    def step(self):
+        self.grads = [p.grad.detach().clone() for p in self.params]
+
+
+def _cosine(a, b):
+    dot = sum((x.double() * y.double()).sum() for x, y in zip(a, b))
+    norm = lambda v: sum((x.double() ** 2).sum() for x in v).sqrt()  # noqa: E731
+    return (dot / (norm(a) * norm(b))).item()  # a gradient clipped to a norm keeps its direction
+
+
+def bench_autocast(args):
+    """CPU bfloat16 autocast around GRPO's forward and backward against float32, on the same rollouts of the real
+    model from the same float32 weights: the log-prob gap, the loss and clip share (old log-probs are float32's, so
+    float32's ratio is exactly 1 and autocast's differs by its rounding alone), the cosine of the two gradients
+    and of the two first AdamW updates (lr x g / (|g| + eps), the first step's update from zero states), seconds."""
+    import json
+    import dist
+    import evaluation
+    import grpo
+    import rzero
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()
+    tok = AutoTokenizer.from_pretrained(args.model)
+    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(here, "data", "gsm8k", "gsm8k-train.jsonl")) as f:
+        rows = [json.loads(line) for line in f][:4]
+    prompts = [evaluation.encode(tok, evaluation.render(tok, evaluation.MATH_SYSTEM, r["question"])) for r in rows]
+    groups = dist.sample(model, prompts, n=4, max_new_tokens=256, temperature=1.0, top_p=0.99,
+                         stop_ids=evaluation.stop_ids(model, tok), dtype=torch.bfloat16, progress=False,
+                         generator=torch.Generator().manual_seed(0))
+    rewards = torch.tensor([[float(vote.equivalent(vote.extract_boxed(tok.decode(s.tokens, skip_special_tokens=True)),
+                                                   r["answer"])) for s in g] for g, r in zip(groups, rows)])
+    if (rewards == rewards[:, :1]).all():  # no group differs: a stand-in reward, so that the gradient is not 0
+        rewards = torch.tensor([[float(len(s.tokens) % 3 == 0) for s in g] for g in groups])
+    batch = rzero.make_rollouts([p for p in prompts for _ in range(4)], [s.tokens for g in groups for s in g],
+                                grpo.group_advantages(rewards).flatten(), 0, "cpu")
+    mask = batch.response_mask.bool()
+    print(f"CPU ({torch.get_num_threads()} threads), {args.model}: 4 GSM8K train questions x 4 rollouts, "
+          f"{int(mask.sum())} response tokens, rewards {rewards.tolist()}")
+    logp, grads, norms = {}, {}, {}
+    for autocast in (False, True):
+        cfg = grpo.GRPOConfig(lr=1e-6, kl_coef=0.0, mini_batch=len(batch.advantages), micro_batch=4,
+                              cpu_autocast=autocast)
+        logp[autocast] = grpo._logprobs_no_grad(model, batch, cfg)
+    gap = (logp[True] - logp[False])[mask]
+    print(f"  token log-probs, autocast - float32: mean |gap| {gap.abs().mean():.4f}, max {gap.abs().max():.3f}, "
+          f"mean {gap.mean():+.4f}; per-sequence sum: mean |gap| "
+          f"{((logp[True] - logp[False]) * mask).sum(1).abs().mean():.3f} nats")
+    batch.old_logprobs = logp[False]
+    for autocast in (False, True):
+        cfg = grpo.GRPOConfig(lr=1e-6, kl_coef=0.0, mini_batch=len(batch.advantages), micro_batch=4,
+                              cpu_autocast=autocast)
+        rec = _Recorder(model)
+        t0 = time.perf_counter()
+        stats = grpo.grpo_step(model, rec, batch, cfg)
+        grads[autocast], norms[autocast] = rec.grads, stats["grad_norm"]
+        print(f"  {'bf16 autocast' if autocast else 'float32':13s}: loss {stats['loss']:+.6f}, clip share "
+              f"{stats['clip_frac']:.4f}, mean ratio {stats['ratio']:.5f}, "
+              f"{time.perf_counter() - t0:.0f} s")
+    adam = {k: [g / (g.abs() + 1e-8) for g in v] for k, v in grads.items()}  # first AdamW step, up to -lr
+    print(f"  cosine of the gradients {_cosine(grads[False], grads[True]):.4f}; of the first AdamW updates "
+          f"{_cosine(adam[False], adam[True]):.4f}; gradient norms {norms[False]:.4f} (float32), "
+          f"{norms[True]:.4f} (autocast)")
 
 
 def _canon(labels):
@@ -460,15 +537,15 @@ def _canon(labels):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["sampler", "long", "grpo", "bleu", "dist", "real"])
+    parser.add_argument("what", choices=["sampler", "long", "grpo", "bleu", "dist", "real", "autocast"])
     parser.add_argument("--reps", type=int, default=1, help="timed repetitions")
     parser.add_argument("--nproc", type=int, default=8, help="dist on GPUs: the most processes (one per GPU)")
     parser.add_argument("--rows", type=int, default=512, help="long: rows in the workload")
     parser.add_argument("--model", default=os.path.join("cache", "qwen2.5-coder-0.5b-instruct"),
-                        help="real: a model folder")
+                        help="real, autocast: a model folder")
     args = parser.parse_args()
     run = {"sampler": bench_sampler, "long": bench_long, "grpo": bench_grpo, "bleu": bench_bleu, "dist": bench_dist,
-           "real": bench_real}
+           "real": bench_real, "autocast": bench_autocast}
     run[args.what](args)
 
 

@@ -47,6 +47,14 @@ class ChallengerConfig:
                                       "for a missing question or an empty \\boxed{}, no clamp")
     target: float = _f(0.5, "the p_hat at which the uncertainty reward peaks (paper 1/2; a higher one aims the "
                             "Challenger where the vote is more often right, RESULTS.md Sec. 8)")
+    copy_check: float = _f(0.5, "a question of which at least this share of word 3-grams is in the Challenger's "
+                                "prompt (its placeholder or instructions, copied) is bad format; 0: off, the paper's "
+                                "check, which takes any text in the block (RESULTS.md Sec. 9.6)")
+    memory: int = _f(0, "the repetition penalty also sees up to this many questions of the earlier Challenger steps "
+                        "and iterations, a memory bank after R-Diverse's (arXiv 2602.13103): r_mem = lambda x the "
+                        "share of the bank within BLEU distance tau; 0: off, the paper's batch-only penalty")
+    max_classes: int = _f(0, "a question whose m answers fall into more than this many distinct answers earns what a "
+                             "bad format earns (the label gate of --max-classes, in the reward); 0: off, the paper")
 
 
 @dataclass
@@ -100,6 +108,9 @@ class LoopConfig:
     eval_max_new_tokens: int = _f(4096, "new tokens of an evaluation answer, math (official code)")
     eval_choice_max_new_tokens: int = _f(8192, "new tokens of an evaluation answer, multiple choice (official code)")
     oracle_labels: bool = _f(False, "measurement only: train the Solver on exact answers, not the vote")
+    question_file: str = _f("", "measurement only: a JSONL of {question, answer} rows replaces the Challenger and its "
+                                "candidates; iteration i takes rows (i-1)N+1..iN (N = --candidates), labelled by the "
+                                "Solver's vote and the band, or exactly with --oracle-labels")
     oracle_questions: bool = _f(False, "measurement only: the Solver trains on N fresh questions from the tiny "
                                        "world's own generator with exact answers (no Challenger, no vote)")
     base_challenger: bool = _f(False, "the paper's baseline: no Challenger training, questions from the base")
@@ -116,6 +127,10 @@ class LoopConfig:
     compile: bool = _f(False, "capture the sampler's decode step with torch.compile (CUDA graphs on GPUs; not yet "
                                "measured on one); a capture that fails says so in one line and samples eagerly")
     grad_checkpointing: bool = _f(False, "recompute layer activations in backward (the model's own switch)")
+    cpu_autocast: bool = _f(True, "on a CPU, GRPO's forward and backward in bfloat16 autocast, float32 master weights "
+                                  "and AdamW states kept, as GPUs always do: 1.9x faster on Qwen2.5-0.5B, gradients "
+                                  "at cosine 0.999 to float32's (RESULTS.md Sec. 9.6); the tiny world's preset turns "
+                                  "it off")
     report_to: str = _f("none", "stream every metric as it is written: none, tensorboard (to OUT/tensorboard) or "
                                 "wandb (WANDB_MODE=offline needs no account); report.py")
     force_lock: bool = _f(False, "take over the run folder's lock although its holder runs on another host (only "
@@ -138,8 +153,9 @@ TOY_PRESET = {
     "challenger": dict(prompts=16, group_size=4, mini_batch=4, micro_batch=16, lr=5e-5, max_new_tokens=96,
                        target=0.7),
     "solver": dict(steps=30, prompts=32, group_size=8, mini_batch=32, micro_batch=64, lr=3e-5, max_new_tokens=128),
-    "loop": dict(candidates=1000, max_rows=1024, sample_dtype="float32", skip_zero_advantage=True, eval_k=10,
-                 eval_max_new_tokens=128, eval_choice_max_new_tokens=128, band=(0.5, 0.9), max_classes=4),
+    "loop": dict(candidates=1000, max_rows=1024, sample_dtype="float32", cpu_autocast=False,
+                 skip_zero_advantage=True, eval_k=10, eval_max_new_tokens=128, eval_choice_max_new_tokens=128,
+                 band=(0.5, 0.9), max_classes=4),
 }
 
 # Settings that decide how or where a run goes, not what it computes: a run folder may be resumed, moved or extended
@@ -148,7 +164,7 @@ TOY_PRESET = {
 # samples: the same experiment, not the same bits. Evaluation settings are recorded with each evaluation instead
 # (a change evaluates the checkpoints again). Every other setting decides the results and must match to resume.
 HOW_IT_RUNS = {"out", "iterations", "device", "sample_dtype", "max_rows", "kv_cache_gb", "compile",
-               "grad_checkpointing", "report_to", "force_lock"}
+               "grad_checkpointing", "cpu_autocast", "report_to", "force_lock"}
 EVALUATION = {"eval_file", "eval_k", "eval_max_new_tokens", "eval_choice_max_new_tokens"}
 # The official run (PAPER.md Sec. 9) as far as it is offered: every default not named here is already the official
 # code's, or the paper's where the official code agrees with it.
@@ -227,9 +243,10 @@ RULES = {
     "label_m": (lambda v: v == 0 or v >= 2, "0 (the same as --m) or at least 2"),
     "group_size": (lambda v: v >= 2, "at least 2 (a group of one has no baseline: GRPO learns nothing)"),
     **dict.fromkeys(("vote_temperature", "gen_temperature", "vote_top_k", "kl_coef", "lam", "kv_cache_gb",
-                     "eval_k", "max_classes"), _NONNEGATIVE),
+                     "eval_k", "max_classes", "memory"), _NONNEGATIVE),
     "temperature": (lambda v: v > 0, "above 0 (GRPO divides the logits by it)"),
     **dict.fromkeys(("top_p", "gen_top_p", "tau"), _UNIT),
+    "copy_check": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "band": (lambda v: 0 <= v[0] <= v[1] <= 1, "two numbers LOW <= HIGH within [0, 1]"),
     "target": (lambda v: 0 < v < 1, "in (0, 1)"),
     "lr": (lambda v: v > 0, "above 0"),
@@ -267,8 +284,19 @@ def check_settings(cfg, ch, sv):
         problems.append(f"--model {cfg.model!r} is not a model folder")
     elif cfg.model and os.path.isdir(cfg.model) and not os.path.isfile(os.path.join(cfg.model, "config.json")):
         problems.append(f"--model {cfg.model!r} holds no config.json: not a transformers model folder")
-    if cfg.model and (cfg.oracle_labels or cfg.oracle_questions):
-        problems.append("--oracle-labels and --oracle-questions need exact answers, which only the tiny world has")
+    if cfg.model and cfg.oracle_questions:
+        problems.append("--oracle-questions needs the tiny world's own generator of questions")
+    if cfg.model and cfg.oracle_labels and not cfg.question_file:
+        problems.append("--oracle-labels needs exact answers: the tiny world's, or a --question-file's")
+    if cfg.question_file and (cfg.oracle_questions or cfg.base_challenger):
+        problems.append("--question-file replaces the Challenger: it goes with neither --oracle-questions nor "
+                        "--base-challenger")
+    if cfg.question_file:
+        try:
+            if evaluation.read_benchmark(cfg.question_file).kind != "math":
+                problems.append(f"--question-file {cfg.question_file}: rows of a question and an answer, not options")
+        except (OSError, ValueError) as e:
+            problems.append(f"--question-file {e}")
     if not cfg.out or (os.path.exists(cfg.out) and not os.path.isdir(cfg.out)):
         problems.append(f"--out {cfg.out!r} must be a folder")
     if cfg.report_to in ("tensorboard", "wandb") and importlib.util.find_spec(cfg.report_to) is None:

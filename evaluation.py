@@ -212,6 +212,17 @@ def standard_error(percent, n):
     return 100 * math.sqrt(p * (1 - p) / n) if n else 0.0
 
 
+def paired_change(before, after):
+    """The change in accuracy from `before` to `after`, two lists of 0/1 marks of the same questions, in points, and
+    its paired standard error: 100 sd(d) / sqrt(n), d = after - before per question (sd with n - 1). The questions
+    both get right or both get wrong add nothing to it, so it is smaller than two independent errors combined."""
+    d = [a - b for a, b in zip(after, before, strict=True)]
+    n = len(d)
+    mean = sum(d) / n if n else 0.0
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1)) if n > 1 else 0.0
+    return 100 * mean, 100 * sd / math.sqrt(n) if n else 0.0
+
+
 def averages(table):
     """The paper's aggregates of greedy accuracy: MATH AVG, and Overall AVG where multiple choice was measured."""
     math = [t["all"]["greedy"] for t in table.values() if t["kind"] == "math"]

@@ -51,6 +51,7 @@ class GRPOConfig:
     max_grad_norm: float = 1.0
     logprob_chunk: int = 256  # response positions per output-layer chunk: 256 x 152k vocab = 156 MB in fp32
     grad_checkpointing: bool = False  # the model's own activation checkpointing of its layers
+    cpu_autocast: bool = False  # bfloat16 autocast on a CPU too (GPUs always); weights and AdamW stay in their dtype
     eps: float = 1e-6
 
 
@@ -164,15 +165,16 @@ def make_optimizer(model, cfg):
     return torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
 
 
-def _autocast(model):
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=model.device.type == "cuda")
+def _autocast(model, cfg):
+    kind = model.device.type
+    return torch.autocast(kind, dtype=torch.bfloat16, enabled=kind == "cuda" or kind == "cpu" and cfg.cpu_autocast)
 
 
 @torch.no_grad()
 def _logprobs_no_grad(model, batch, cfg):
     out = []
     for i in range(0, len(batch.input_ids), cfg.micro_batch):
-        with _autocast(model):
+        with _autocast(model, cfg):
             out.append(token_logprobs(model, batch.input_ids[i:i + cfg.micro_batch],
                                       batch.attention_mask[i:i + cfg.micro_batch],
                                       batch.response_mask[i:i + cfg.micro_batch], cfg.temperature,
@@ -238,7 +240,7 @@ def grpo_step(model, optimizer, batch, cfg, ref_model=None):
         for i in range(offset, offset + len(idx), cfg.micro_batch):
             j = min(i + cfg.micro_batch, offset + len(idx))
             mask = mine.response_mask[i:j].bool() & real[i:j, None]
-            with _autocast(model):
+            with _autocast(model, cfg):
                 logp, entropy = token_logprobs(model, mine.input_ids[i:j], mine.attention_mask[i:j],
                                                mine.response_mask[i:j], cfg.temperature, cfg.logprob_chunk)
             ref_lp = ref[i:j] if ref is not None else None

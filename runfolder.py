@@ -206,11 +206,15 @@ def read_jsonl(path):
 
 def summarize(cfg):
     """The final tables, from the files the stages wrote: summary.json and summary.md in the output folder."""
-    k, rows, tables = cfg.eval_k, [], {}
+    k, rows, tables, base = cfg.eval_k, [], {}, {}
     for it in range(0, cfg.iterations + 1):
         d = os.path.join(cfg.out, "base" if it == 0 else f"iter{it}")
         ev = read_json(os.path.join(d, "eval.json")) if os.path.exists(os.path.join(d, "eval.json")) else {}
         row = {"iteration": "base" if it == 0 else it}
+        base = base or ev.get("right", {})
+        if it and ev.get("right"):  # [points, paired standard error] against the base, the same questions
+            row["change_vs_base"] = {name: list(evaluation.paired_change(base[name], marks))
+                                     for name, marks in ev["right"].items() if len(base.get(name, ())) == len(marks)}
         if ev:
             bench = ev["benchmarks"]
             tables[iteration_name(row["iteration"])] = bench
@@ -250,6 +254,14 @@ def markdown_tables(rows, tables, k):
     if tables:
         lines += ["Greedy accuracy (%), as the paper reports it:", "", evaluation.format_table(tables)]
     names = list(dict.fromkeys(n for r in rows for n in r.get("greedy", {})))
+    if any(r.get("change_vs_base") for r in rows):
+        lines += ["Change in greedy accuracy against the base (points ± paired standard error):", "",
+                  "| | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
+        for r in rows:
+            if r.get("change_vs_base"):
+                cells = [f"{c[0]:+.1f} ± {c[1]:.1f}" if (c := r["change_vs_base"].get(n)) else "–" for n in names]
+                lines.append(f"| {iteration_name(r['iteration'])} | " + " | ".join(cells) + " |")
+        lines.append("")
     if k and names:
         lines += [f"mean@{k} / maj@{k} (%):", "", "| | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
         for r in rows:

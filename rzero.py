@@ -31,6 +31,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import sys
@@ -41,6 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 import config
 import dist
@@ -50,8 +52,8 @@ import report
 import sampler
 import vote
 from evaluation import encode, render, stop_ids
-from runfolder import (RESUME, RZeroError, file_record, io_error, read_json, record_mismatch, release_lock, summarize,
-                       take_lock, write_json, write_jsonl)
+from runfolder import (RESUME, RZeroError, file_record, io_error, read_json, read_jsonl, record_mismatch,
+                       release_lock, sha256_of, summarize, take_lock, write_json, write_jsonl)
 
 # ----------------------------------------------------------------------------- Challenger reward (paper Sec. 3.2)
 
@@ -174,6 +176,35 @@ def repetition_penalty(questions, threshold=0.5, lam=1.0):
     return lam * sizes[clusters] / len(questions), clusters
 
 
+def memory_penalty(questions, bank, threshold=0.5, lam=1.0):
+    """Not in the paper (--challenger-memory; after R-Diverse's Memory-Augmented Penalty, arXiv 2602.13103):
+    r_mem(x_i) = lambda x the share of the bank's past questions b with 1 - BLEU(x_i, b) < threshold, x_i the
+    hypothesis. The batch penalty only sees a drift toward one question once the batch has collapsed, when every
+    reward of a group is 0 and no gradient leads back; the bank makes a question cost reward while it repeats the past
+    and its group still has a spread."""
+    if not bank:
+        return np.zeros(len(questions))
+    close = 1.0 - bleu_matrix(list(questions) + list(bank))[:len(questions), len(questions):] < threshold  # (B, M)
+    return lam * close.mean(1)
+
+
+def _words(text):
+    return re.findall(r"\w+|[^\w\s]", text.lower())
+
+
+def prompt_overlap(question, prompt, n=3):
+    """The share of the question's word n-grams (lower case, punctuation apart; one gram of all its words when it has
+    fewer than n) that the prompt's text holds: 1 for a copy of the prompt's placeholder or instructions. GSM8K's
+    questions score at most 0.025 against the paper's prompt (RESULTS.md Sec. 9.6)."""
+    words = _words(question)
+    n = min(n, len(words))
+    if not n:
+        return 0.0
+    reference, grams = _words(prompt), [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+    held = {tuple(reference[i:i + n]) for i in range(len(reference) - n + 1)}
+    return sum(g in held for g in grams) / len(grams)
+
+
 @dataclass
 class ChallengerReward:
     reward: float
@@ -186,6 +217,9 @@ class ChallengerReward:
     cluster: int
     answer: str | None  # the Challenger's own \\boxed{} answer after its question
     agrees: bool  # that answer is equivalent to the Solver's majority
+    copies_prompt: bool = False  # the question repeats the prompt (--challenger-copy-check): bad format
+    scattered: bool = False  # its m answers fall into more than --challenger-max-classes classes
+    r_mem: float = 0.0  # the memory bank's repetition penalty (--challenger-memory)
 
 
 def challenger_answer(text):
@@ -195,11 +229,24 @@ def challenger_answer(text):
     return vote.extract_boxed(text[end:]) if end >= 0 else None
 
 
-def challenger_rewards(outputs, solver_answers, tau=0.5, lam=1.0, official=False, answer_check=False, target=0.5):
+def challenger_question(text, prompt="", copy_check=0.0):
+    """The question of a Challenger output and whether it copies the prompt: (None, False) without a <question>
+    block, (None, True) for a block of which at least `copy_check` of the 3-grams are the prompt's (0: off)."""
+    q = vote.extract_question(text)
+    copy = q is not None and copy_check > 0 and prompt_overlap(q, prompt) >= copy_check
+    return (None if copy else q), copy
+
+
+def challenger_rewards(outputs, solver_answers, tau=0.5, lam=1.0, official=False, answer_check=False, target=0.5,
+                       prompt="", copy_check=0.0, max_classes=0, bank=()):
     """Rewards of a batch of Challenger outputs (raw text), given the Solver's m answers to each one's question.
 
     solver_answers[i] is the list of m extracted answers (None where the Solver gave none); it is ignored where
     the output has no question. Paper (default): r = 0 for bad format, else max(0, r_unc - r_rep).
+    Three checks not in the paper (RESULTS.md Sec. 9.6), each off at 0 or empty: a question that copies `prompt`
+    (challenger_question) has no question, so bad format; a question whose m answers fall into more than
+    max_classes classes earns what a bad format earns; r_mem against the `bank` of past questions is taken off with
+    r_rep (memory_penalty).
     official=True reproduces caller_penalty.py at HEAD: (min(p, 1-p) if the format is good else -1) - r_rep, no clamp,
     where the format is bad also when the output's last \\boxed{} is empty (a missing box passes: mathruler reads it
     as the string "None"). As in the official code, the batch clustering includes bad-format outputs as empty
@@ -207,21 +254,26 @@ def challenger_rewards(outputs, solver_answers, tau=0.5, lam=1.0, official=False
     answer_check=True (not in the paper; RESULTS.md Sec. 8) scores a question whose Challenger answer is missing or
     differs from the Solver's majority as bad format: the Challenger is paid only for questions it can answer.
     """
-    questions = [vote.extract_question(o) for o in outputs]
+    questions, copies = zip(*(challenger_question(o, prompt, copy_check) for o in outputs)) if outputs else ((), ())
     r_rep, clusters = repetition_penalty([q or "" for q in questions], tau, lam)
+    r_mem = memory_penalty([q or "" for q in questions], bank, tau, lam)
     results = []
-    for text, q, answers, rep, cluster in zip(outputs, questions, solver_answers, r_rep, clusters):
+    for text, q, copy, answers, rep, mem, cluster in zip(outputs, questions, copies, solver_answers, r_rep, r_mem,
+                                                         clusters):
         v = vote.majority_vote(answers) if q is not None else vote.Vote(None, 0.0, [], [])
         r_unc = uncertainty_reward(v.p_hat, official, target)
         answer = challenger_answer(text)
         agrees = q is not None and vote.equivalent(answer, v.label)  # a missing answer or label equals nothing
-        good = q is not None and (agrees or not answer_check) and not (official and vote.extract_boxed(text) == "")
+        scattered = q is not None and max_classes > 0 and len(v.sizes) > max_classes
+        good = (q is not None and (agrees or not answer_check) and not scattered
+                and not (official and vote.extract_boxed(text) == ""))
+        mem = float(mem) if q is not None else 0.0
         if official:
-            reward = (r_unc if good else -1.0) - rep
+            reward = (r_unc if good else -1.0) - rep - mem
         else:
-            reward = max(0.0, r_unc - rep) if good else 0.0
+            reward = max(0.0, r_unc - rep - mem) if good else 0.0
         results.append(ChallengerReward(float(reward), q is not None, q, v.p_hat, v.label, r_unc, float(rep),
-                                        int(cluster), answer, agrees))
+                                        int(cluster), answer, agrees, copy, scattered, mem))
     return results
 
 # ----------------------------------------------------------------------------- Solver data set (paper Sec. 3.3)
@@ -466,7 +518,13 @@ def diversity(world, tokenizer, questions, sample=512):
 def question_stats(world, rewards, band):
     valid = [r for r in rewards if r.format_ok]
     out = {"reward": float(np.mean([r.reward for r in rewards])), "format_ok": len(valid) / len(rewards),
-           "r_rep": float(np.mean([r.r_rep for r in rewards]))}
+           "r_rep": float(np.mean([r.r_rep for r in rewards])),
+           "copies_prompt": float(np.mean([r.copies_prompt for r in rewards])),
+           "scattered": float(np.mean([r.scattered for r in rewards])),
+           "r_mem": float(np.mean([r.r_mem for r in rewards]))}
+    if len(valid) > 1:
+        n = len(valid)
+        out["mean_pairwise_bleu"] = float(bleu_matrix([r.question for r in valid]).sum() / (n * (n - 1)))
     if valid:
         out["p_hat"] = float(np.mean([r.p_hat for r in valid]))
         out["answer_agrees"] = float(np.mean([r.agrees for r in valid]))  # as in the data set's stats
@@ -477,6 +535,26 @@ def question_stats(world, rewards, band):
     return out
 
 
+def past_questions(cfg, it):
+    """The valid questions of the Challenger's earlier iterations in this run folder, oldest first: the start of
+    --challenger-memory's bank."""
+    bank = []
+    for j in range(1, it):
+        path = os.path.join(cfg.out, f"iter{j}", "challenger_samples.jsonl")
+        bank += [r["question"] for r in read_jsonl(path) if r["question"]]
+    return bank
+
+
+def collapse_warning(it, step, stats):
+    """One line on stderr when a batch's questions are near copies of each other (mean pairwise BLEU above 0.5, the
+    clustering's threshold): the collapse of RESULTS.md Sec. 9.4, which the batch penalty cannot undo."""
+    bleu = stats.get("mean_pairwise_bleu", 0.0)
+    if bleu > 0.5 and dist.is_main():
+        tqdm.write(f"rzero: warning: iter {it} step {step}: the Challenger's questions are near copies of each other "
+                   f"(mean pairwise BLEU {bleu:.2f}, format ok {stats['format_ok']:.0%}); see "
+                   f"--challenger-memory and --challenger-copy-check", file=sys.stderr)
+
+
 def train_challenger(cfg, ch, sv, world, it, init, solver_dir, out_dir, tracker):
     """Paper Sec. 3.2: GRPO on the Challenger, rewarded for questions the current Solver is unsure of."""
     model, tok = load_model(init, cfg)
@@ -484,10 +562,13 @@ def train_challenger(cfg, ch, sv, world, it, init, solver_dir, out_dir, tracker)
     ref = load_model(init, cfg, compute_dtype(cfg))[0] if ch.kl_coef > 0 else None
     gcfg = grpo.GRPOConfig(lr=ch.lr, kl_coef=ch.kl_coef, temperature=ch.temperature,
                            mini_batch=ch.mini_batch * ch.group_size, micro_batch=ch.micro_batch,
-                           skip_zero_advantage=cfg.skip_zero_advantage, grad_checkpointing=cfg.grad_checkpointing)
+                           skip_zero_advantage=cfg.skip_zero_advantage, grad_checkpointing=cfg.grad_checkpointing,
+                           cpu_autocast=cfg.cpu_autocast)
     opt = grpo.make_optimizer(model, gcfg)
     prompt = encode(tok, render(tok, world.prompts.challenger_system, world.prompts.challenger_user))
+    prompt_text = world.prompts.challenger_system + "\n" + world.prompts.challenger_user
     gen, rows, samples = generator(cfg, it, "challenger"), [], []
+    bank = past_questions(cfg, it) if ch.memory else []
     for step in sampler.progress_bar(range(ch.steps), desc=f"iter {it}: Challenger GRPO", unit="step",
                                      enabled=dist.is_main()):
         t0 = time.time()
@@ -495,12 +576,14 @@ def train_challenger(cfg, ch, sv, world, it, init, solver_dir, out_dir, tracker)
                            temperature=ch.temperature, top_p=ch.top_p, stop_ids=stop_ids(model, tok), generator=gen,
                            progress=False, **limits(cfg))[0]
         texts = [tok.decode(o.tokens, skip_special_tokens=True) for o in outs]
-        questions = [vote.extract_question(t) for t in texts]
+        questions = [challenger_question(t, prompt_text, ch.copy_check)[0] for t in texts]
         answers = vote_answers(solver, tok, world, cfg, sv, questions, gen, cfg.m)
         if cfg.official_votes:
             answers = [official_votes(a, labels=False) if a is not None else None for a in answers]
         rewards = challenger_rewards(texts, answers, ch.tau, ch.lam, ch.official_reward,
-                                     cfg.answer_check in ("reward", "both"), ch.target)
+                                     cfg.answer_check in ("reward", "both"), ch.target, prompt_text, ch.copy_check,
+                                     ch.max_classes, bank[-ch.memory:] if ch.memory else ())
+        bank += [q for q in questions if q is not None]
         adv = grpo.group_advantages(torch.tensor([r.reward for r in rewards]).view(ch.prompts, ch.group_size))
         batch = make_rollouts([prompt] * len(outs), [o.tokens for o in outs], adv.flatten(), tok.pad_token_id,
                               cfg.device)
@@ -508,10 +591,12 @@ def train_challenger(cfg, ch, sv, world, it, init, solver_dir, out_dir, tracker)
         model.eval()
         rows.append({"step": step, **question_stats(world, rewards, cfg.band), **stats,
                      "seconds": round(time.time() - t0, 2)})
+        collapse_warning(it, step, rows[-1])
         tracker.send("challenger", (it - 1) * ch.steps + step, rows[-1])
         # every response, trimmed: a run whose format rate is low shows what the model wrote instead
         samples += [{"step": step, "question": r.question, "answer": r.answer, "p_hat": r.p_hat, "label": r.label,
-                     "reward": r.reward, "r_rep": r.r_rep, "response": text[:1000]} for r, text in zip(rewards, texts)]
+                     "reward": r.reward, "r_rep": r.r_rep, "r_mem": r.r_mem, "copies_prompt": r.copies_prompt,
+                     "response": text[:1000]} for r, text in zip(rewards, texts)]
     write_jsonl(os.path.join(os.path.dirname(out_dir), "challenger_samples.jsonl"), samples)
     write_jsonl(os.path.join(os.path.dirname(out_dir), "challenger_metrics.jsonl"), rows)
     save_model(model, tok, out_dir)
@@ -530,13 +615,17 @@ def build_dataset(cfg, ch, sv, world, it, challenger_dir, solver_dir, path):
                        temperature=cfg.gen_temperature, top_p=cfg.gen_top_p, stop_ids=stop_ids(model, tok),
                        generator=gen, desc=f"iter {it}: candidate questions", **limits(cfg))[0]
     texts = [tok.decode(o.tokens, skip_special_tokens=True) for o in outs]
-    questions = [vote.extract_question(t) for t in texts]
+    prompt_text = world.prompts.challenger_system + "\n" + world.prompts.challenger_user
+    questions, copies = zip(*(challenger_question(t, prompt_text, ch.copy_check) for t in texts))
     own = [challenger_answer(t) for t in texts]
     del model
     solver, tok = load_model(solver_dir, cfg, sample_dtype(cfg))
     _, votes = label_votes(solver, tok, world, cfg, sv, questions, gen, desc=f"iter {it}: labelling")
     kept, dropped = filter_for_solver(questions, votes, cfg.band, cfg.max_classes, own,
                                       cfg.answer_check in ("filter", "both"))
+    if any(copies):  # counted apart from the missing questions: a copy of the prompt is its own failure
+        dropped["copies_prompt"], dropped["no_question"] = sum(copies), dropped["no_question"] - sum(copies)
+        dropped = +dropped  # a count of 0 leaves
     rows = []
     for ex in kept:
         row = {"question": ex.question, "label": ex.label, "p_hat": ex.p_hat,
@@ -581,6 +670,40 @@ def world_dataset(cfg, world, it, path):
     return f"{len(rows)} questions from the world's generator, exact labels"
 
 
+def file_dataset(cfg, sv, world, it, solver_dir, path):
+    """--question-file, a measurement that takes the Challenger out: iteration i's candidates are rows (i-1)N+1..iN
+    of a file of questions with answers, labelled by the Solver's vote and kept by the band as build_dataset does,
+    or labelled exactly (--oracle-labels). On one model the two give the ladder of RESULTS.md Sec. 9.6: what GRPO
+    gains with exact labels, with vote labels, and then with the Challenger's own questions."""
+    t0 = time.time()
+    rows = evaluation.read_benchmark(cfg.question_file).rows
+    if len(rows) < it * cfg.candidates:
+        raise RZeroError(f"--question-file {cfg.question_file} has {len(rows)} rows: iteration {it} needs rows "
+                         f"{(it - 1) * cfg.candidates + 1}-{it * cfg.candidates} (--candidates {cfg.candidates})")
+    held_out = {r["question"] for b in world.test for r in b.rows}
+    candidates = [r for r in rows[(it - 1) * cfg.candidates:it * cfg.candidates] if r["question"] not in held_out]
+    dropped = Counter(in_test=cfg.candidates - len(candidates))
+    if cfg.oracle_labels:
+        kept = [{"question": r["question"], "label": r["answer"], "answer": r["answer"], "label_correct": True}
+                for r in candidates]
+    else:
+        solver, tok = load_model(solver_dir, cfg, sample_dtype(cfg))
+        _, votes = label_votes(solver, tok, world, cfg, sv, [r["question"] for r in candidates],
+                               generator(cfg, it, "dataset"), desc=f"iter {it}: labelling")
+        examples, gated = filter_for_solver([r["question"] for r in candidates], votes, cfg.band, cfg.max_classes)
+        dropped.update(gated)
+        answers = {r["question"]: r["answer"] for r in candidates}
+        kept = [{"question": ex.question, "label": ex.label, "p_hat": ex.p_hat, "answer": answers[ex.question],
+                 "label_correct": vote.equivalent(ex.label, answers[ex.question])} for ex in examples]
+    stats = {"candidates": len(candidates), "valid": len(candidates), "kept": len(kept), "dropped": dict(+dropped),
+             "label_accuracy": float(np.mean([r["label_correct"] for r in kept])) if kept else 0.0,
+             "seconds": round(time.time() - t0, 1)}
+    write_jsonl(path, kept)
+    write_json(path.replace(".jsonl", "_stats.json"), stats)
+    return (f"{len(kept)}/{len(candidates)} questions of {os.path.basename(cfg.question_file)} kept, labels right "
+            f"{stats['label_accuracy']:.0%}")
+
+
 def train_solver(cfg, sv, world, it, init, data_path, out_dir, tracker):
     """Paper Sec. 3.3: GRPO on the Solver, reward 1 when its \\boxed{} answer matches the pseudo-label."""
     with open(data_path) as f:
@@ -592,7 +715,8 @@ def train_solver(cfg, sv, world, it, init, data_path, out_dir, tracker):
     ref = load_model(init, cfg, compute_dtype(cfg))[0] if sv.kl_coef > 0 else None
     gcfg = grpo.GRPOConfig(lr=sv.lr, kl_coef=sv.kl_coef, temperature=sv.temperature, loss_agg=sv.loss_agg,
                            mini_batch=sv.mini_batch * sv.group_size, micro_batch=sv.micro_batch,
-                           skip_zero_advantage=cfg.skip_zero_advantage, grad_checkpointing=cfg.grad_checkpointing)
+                           skip_zero_advantage=cfg.skip_zero_advantage, grad_checkpointing=cfg.grad_checkpointing,
+                           cpu_autocast=cfg.cpu_autocast)
     opt = grpo.make_optimizer(model, gcfg)
     rng, gen, order, rows = random.Random(stage_seed(cfg, it, "solver")), generator(cfg, it, "solver"), [], []
     for step in sampler.progress_bar(range(sv.steps), desc=f"iter {it}: Solver GRPO", unit="step",
@@ -616,7 +740,7 @@ def train_solver(cfg, sv, world, it, init, data_path, out_dir, tracker):
         stats = grpo.grpo_step(model, opt, batch, gcfg, ref)
         model.eval()
         row = {"step": step, "reward": rewards.mean().item(), **stats, "seconds": round(time.time() - t0, 2)}
-        if world.oracle:
+        if all("answer" in r for r in batch_rows):  # the tiny world's rows and a --question-file's
             row["label_accuracy"] = float(np.mean([r["label_correct"] for r in batch_rows]))
             row["true_reward"] = float(np.mean([vote.equivalent(p, r["answer"])
                                                 for ps, r in zip(preds, batch_rows) for p in ps]))
@@ -632,11 +756,14 @@ def evaluate_stage(cfg, world, model_dir, path):
     k > 0, graded by vote.equivalent on the last \\boxed{}: no math_verify and no GPT-4o recheck (PAPER.md Sec. 6)."""
     t0 = time.time()
     model, tok = load_model(model_dir, cfg, sample_dtype(cfg))
+    responses = []
     table = evaluation.evaluate(model, tok, world.test, world.prompts.solver_system, cfg.eval_k,
                                 cfg.eval_max_new_tokens, cfg.eval_choice_max_new_tokens, generator(cfg, "eval"),
-                                **limits(cfg))
+                                responses=responses, **limits(cfg))
     averages = evaluation.averages(table)
-    write_json(path, {"benchmarks": table, "averages": averages, "seconds": round(time.time() - t0, 1)})
+    right = {b.name: [int(r["right"]) for r in responses if r["benchmark"] == b.name] for b in world.test}
+    write_json(path, {"benchmarks": table, "averages": averages, "right": right,  # per question, for paired errors
+                      "seconds": round(time.time() - t0, 1)})
     figures = [f"{name} {t['all']['greedy']:.1f}%" for name, t in table.items()]
     if len(table) > 1:
         figures += [f"{name} {v:.1f}%" for name, v in averages.items()]
@@ -653,11 +780,12 @@ def log(line):
 def stage(cfg, record, label, outputs, fn, *args, inputs=None):
     """Run a stage unless its record says it is done; print a one-line summary either way. The record, written last
     and atomically, names every file of `outputs` with its size and hash, and `inputs`: what the stage's result
-    depends on beyond config.json (the evaluation's settings). A stage whose files or inputs do not match is said
-    so in one line and redone. Rank 0 decides for all ranks, and all wait until rank 0 has written the files."""
+    depends on beyond config.json (the evaluation's settings, the --question-file's hash). A stage whose files or
+    inputs do not match is said so in one line and redone. Rank 0 decides for all ranks, and all wait until rank 0
+    has written the files."""
     done = read_json(record) if dist.is_main() and os.path.exists(record) else None
-    problem = done and ("the evaluation settings changed" if done.get("inputs") != inputs
-                        else record_mismatch(cfg.out, done))
+    changed = "the --question-file changed" if "question_file" in (inputs or {}) else "the evaluation settings changed"
+    problem = done and (changed if done.get("inputs") != inputs else record_mismatch(cfg.out, done))
     if dist.broadcast(bool(done) and not problem):
         log(f"[{label}] done earlier: {done['summary'] if done else ''}")
         return
@@ -766,7 +894,7 @@ def iterations(cfg, ch, sv, world, tracker):
         d = os.path.join(cfg.out, f"iter{it}")
         os.makedirs(d, exist_ok=True)
         at = lambda *names: [os.path.join(d, n) for n in names]  # noqa: E731
-        if not (cfg.base_challenger or cfg.oracle_questions):
+        if not (cfg.base_challenger or cfg.oracle_questions or cfg.question_file):
             stage(cfg, *at("challenger.record.json"), f"iter {it}: challenger",
                   at("challenger", "challenger_samples.jsonl", "challenger_metrics.jsonl"), train_challenger, cfg,
                   ch, sv, world, it, challenger, solver, *at("challenger"), tracker)
@@ -777,6 +905,9 @@ def iterations(cfg, ch, sv, world, tracker):
         if cfg.oracle_questions:
             stage(cfg, *at("dataset.record.json"), f"iter {it}: dataset", outputs, world_dataset, cfg, world, it,
                   data)
+        elif cfg.question_file:
+            stage(cfg, *at("dataset.record.json"), f"iter {it}: dataset", outputs, file_dataset, cfg, sv, world, it,
+                  solver, data, inputs={"question_file": sha256_of(cfg.question_file)})
         else:
             stage(cfg, *at("dataset.record.json"), f"iter {it}: dataset", outputs, build_dataset, cfg, ch, sv,
                   world, it, challenger, solver, data)

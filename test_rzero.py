@@ -707,6 +707,55 @@ def test_repetition_penalty_grows_with_the_cluster():
     assert rewards[0] > rewards[1] > rewards[2]
 
 
+def test_a_copy_of_the_prompt_is_bad_format():
+    assert rzero.prompt_overlap("a b c d", "x a b c y") == 0.5  # of (a b c), (b c d) the prompt holds one
+    assert rzero.prompt_overlap("Find X.", "find x. now") == 1.0 and rzero.prompt_overlap("", "anything") == 0.0
+    prompt = rzero.PAPER_PROMPTS.challenger_system + "\n" + rzero.PAPER_PROMPTS.challenger_user
+    outputs = ["<question>\n{The full problem statement on one or more lines}\n</question>\n\n\\boxed{conclude}",
+               "<question>Generate one new, challenging reasoning question now.</question> \\boxed{1}",
+               "<question>Tom has 3 boxes of 12 pencils and gives away 7. How many pencils are left?</question>"]
+    answers = [["1", "2"] * 5] * 3
+    checked = rzero.challenger_rewards(outputs, answers, lam=0, prompt=prompt,
+                                       copy_check=config.ChallengerConfig().copy_check)
+    assert [r.copies_prompt for r in checked] == [True, True, False]
+    assert [r.format_ok for r in checked] == [False, False, True] and [r.reward for r in checked] == [0, 0, 1]
+    paper = rzero.challenger_rewards(outputs, answers, lam=0, prompt=prompt, copy_check=0)
+    assert [r.reward for r in paper] == [1, 1, 1] and not any(r.copies_prompt for r in paper)
+
+
+def test_the_memory_bank_and_the_class_gate_in_the_reward():
+    dup, other = "find the number of positive integers below one hundred that are prime", "what is seven plus five"
+    fresh = "a train leaves at noon at sixty miles an hour: how far has it gone by three"
+    assert list(rzero.memory_penalty([dup, fresh], [dup, other])) == [0.5, 0.0]  # BLEU 1 to one of two
+    assert list(rzero.memory_penalty([dup, fresh], [dup, other], lam=0.5)) == [0.25, 0.0]
+    assert list(rzero.memory_penalty([dup], [])) == [0.0]
+    q = lambda text: f"<question>{text}</question>"  # noqa: E731
+    res = rzero.challenger_rewards([q(dup), q(fresh)], [["1", "2"] * 5] * 2, lam=1.0, bank=[dup, other])
+    assert [r.r_mem for r in res] == [0.5, 0.0] and [r.r_rep for r in res] == [0.5, 0.5]  # two clusters of one
+    assert [r.reward for r in res] == [0.0, 0.5]  # 1 - r_rep - r_mem
+    scattered = [str(i % 5) for i in range(10)]  # five answers, two of each: p_hat 0.2
+    res = rzero.challenger_rewards([q(dup), q(fresh)], [scattered, ["1", "2"] * 5], lam=0, max_classes=4)
+    assert [r.scattered for r in res] == [True, False] and [r.format_ok for r in res] == [True, True]
+    assert [r.reward for r in res] == [0.0, 1.0]
+    assert rzero.challenger_rewards([q(dup)], [scattered], lam=0)[0].reward == pytest.approx(0.4)  # off: the paper
+
+
+def test_a_collapsed_batch_is_one_warning(capsys):
+    rzero.collapse_warning(2, 7, {"mean_pairwise_bleu": 0.9, "format_ok": 1.0})
+    rzero.collapse_warning(2, 8, {"mean_pairwise_bleu": 0.1, "format_ok": 1.0})
+    rzero.collapse_warning(2, 9, {"format_ok": 0.0})
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("rzero: warning: iter 2 step 7:") and "BLEU 0.90" in err[0]
+
+
+def test_paired_change_hand_case():
+    points, se = evaluation.paired_change([1, 0, 0, 1], [1, 1, 0, 0])
+    assert points == 0 and se == pytest.approx(100 * (2 / 3) ** 0.5 / 2)  # d = 0, 1, 0, -1: 0 ± 40.8
+    assert evaluation.paired_change([0, 0], [1, 1]) == (100.0, 0.0)
+    with pytest.raises(ValueError):
+        evaluation.paired_change([1], [1, 0])
+
+
 def test_filter_for_solver_band_and_official_filters():
     V = vote.Vote
     questions = ["q in band", "q too easy", "q too hard", "put it in a Box", "q text answer", "q no answer", None,
@@ -1209,6 +1258,49 @@ def test_loop_switches_oracle_labels_and_base_challenger(micro_world, tmp_path, 
     assert stats["answer_agrees"] == pytest.approx(len(rows) / stats["valid"])
 
 
+def test_a_question_file_replaces_the_challenger(micro_world, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(toy, "base", lambda: str(micro_world / "base"))
+    rng, test = random.Random(0), [json.loads(line)["question"] for line in open(micro_world / "eval.jsonl")]
+    rows = [{"question": q, "answer": toy.answer(q)} for q in (toy.make_question(rng, 2) for _ in range(32))]
+    rows[3] = {"question": test[0], "answer": toy.answer(test[0])}  # a held-out question is never trained on
+    write_lines(tmp_path / "q.jsonl", rows)
+    rzero.main(loop_args(tmp_path / "o", micro_world, "--question-file", str(tmp_path / "q.jsonl"),
+                         "--oracle-labels"))
+    for it in (1, 2):
+        assert not os.path.exists(tmp_path / "o" / f"iter{it}" / "challenger")
+        data = runfolder.read_jsonl(tmp_path / "o" / f"iter{it}" / "dataset.jsonl")
+        want = [r for r in rows[16 * (it - 1):16 * it] if r["question"] != test[0]]
+        assert [(d["question"], d["label"]) for d in data] == [(r["question"], r["answer"]) for r in want]
+    summary = json.load(open(tmp_path / "o" / "summary.json"))
+    assert summary[1]["label_accuracy"] == 1.0 and summary[1]["dataset"] == 15
+    right = {it: json.load(open(tmp_path / "o" / it / "eval.json"))["right"] for it in ("base", "iter2")}
+    assert summary[2]["change_vs_base"]["eval"] == list(evaluation.paired_change(right["base"]["eval"],
+                                                                                 right["iter2"]["eval"]))
+    assert "points ± paired standard error" in open(tmp_path / "o" / "summary.md").read()
+    code, err = interrupted(loop_args(tmp_path / "o", micro_world, "--question-file", str(tmp_path / "q.jsonl"),
+                                      "--oracle-labels", "--iterations", "3"), capsys)
+    assert code and len(err) == 1 and "has 32 rows: iteration 3 needs rows 33-48" in err[0], err
+
+    rzero.main(loop_args(tmp_path / "v", micro_world, "--question-file", str(tmp_path / "q.jsonl"),
+                         "--iterations", "1"))  # the Solver's vote labels them, the band keeps them
+    data = runfolder.read_jsonl(tmp_path / "v" / "iter1" / "dataset.jsonl")
+    stats = json.load(open(tmp_path / "v" / "iter1" / "dataset_stats.json"))
+    assert all(d["label_correct"] == vote.equivalent(d["label"], d["answer"]) for d in data)
+    assert stats["kept"] == len(data) and stats["dropped"]["in_test"] == 1
+    assert stats["kept"] + sum(stats["dropped"].values()) == 16
+    metrics = runfolder.read_jsonl(tmp_path / "v" / "iter1" / "solver_metrics.jsonl")
+    assert data and all("true_reward" in m for m in metrics)
+
+    write_lines(tmp_path / "pick.jsonl", [{"question": "1+2", "options": ["3", "4"], "answer": "A"}])
+    capsys.readouterr()
+    for extra, message in ((["--question-file", str(tmp_path / "pick.jsonl")], "not options"),
+                           (["--question-file", str(tmp_path / "q.jsonl"), "--base-challenger"], "replaces")):
+        with pytest.raises(SystemExit) as stop:
+            rzero.main(["--out", str(tmp_path / "x"), *extra])
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
 def test_a_kv_budget_below_one_row_stops_the_stage_in_one_line(micro_world, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(toy, "base", lambda: str(micro_world / "base"))
     with pytest.raises(SystemExit) as stop:
@@ -1243,7 +1335,8 @@ BAD_SETTINGS = [  # (flag, a bad value): every setting that can be wrong, some o
     ("--model", "."),
     *[(f"--{role}-{name}", value) for role in ("challenger", "solver") for name, value in ROLE_BAD],
     ("--challenger-tau", "0"), ("--challenger-tau", "1.5"), ("--challenger-lam", "-1"), ("--solver-loss-agg", "mean"),
-    ("--challenger-target", "0"), ("--challenger-target", "1"),
+    ("--challenger-target", "0"), ("--challenger-target", "1"), ("--challenger-copy-check", "1.5"),
+    ("--challenger-memory", "-1"), ("--challenger-max-classes", "-1"), ("--question-file", "missing.jsonl"),
     ("--vote-temperature", "nan"),
 ]
 
@@ -1346,8 +1439,8 @@ def test_settings_that_make_a_stage_useless(capsys):
     (["--challenger-prompts", "10", "--challenger-mini-batch", "4"], "must be a multiple"),
     (["--dtype", "int8"], "--dtype must be"),
     (["--m", "0"], "rzero: --m must be at least 2 (got 0)"),
-    (["--model", "org/model", "--oracle-questions"], "only the tiny world"),
-    (["--model", "org/model", "--oracle-labels"], "only the tiny world"),
+    (["--model", "org/model", "--oracle-questions"], "needs the tiny world's own generator"),
+    (["--model", "org/model", "--oracle-labels"], "the tiny world's, or a --question-file's"),
     pytest.param(["--device", "cuda"], "has no GPU", marks=pytest.mark.skipif(torch.cuda.is_available(),
                                                                                reason="this machine has a GPU")),
 ])
@@ -1673,7 +1766,8 @@ def test_a_stale_lock_is_taken_over_and_a_live_or_foreign_one_refused(tmp_path):
     for holder in (dict(pid=gone.pid), dict(tick=-1)):  # a dead pid; a live pid that is another process now
         plant(**holder)
         me = runfolder.take_lock(out, say=said.append)
-        assert json.loads(path.read_text())["pid"] == os.getpid() and json.loads(path.read_text())["token"] == me["token"]
+        held = json.loads(path.read_text())
+        assert held["pid"] == os.getpid() and held["token"] == me["token"]
         assert len(said) == 1 and "no longer running" in said.pop() and sorted(os.listdir(out)) == [runfolder.LOCK]
         runfolder.release_lock(out, me)
         assert not path.exists()
