@@ -211,7 +211,7 @@ def summarize(cfg):
         d = os.path.join(cfg.out, "base" if it == 0 else f"iter{it}")
         ev = read_json(os.path.join(d, "eval.json")) if os.path.exists(os.path.join(d, "eval.json")) else {}
         row = {"iteration": "base" if it == 0 else it}
-        base = base or ev.get("right", {})
+        base = ev.get("right", {}) if it == 0 else base
         if it and ev.get("right"):  # [points, paired standard error] against the base, the same questions
             row["change_vs_base"] = {name: list(evaluation.paired_change(base[name], marks))
                                      for name, marks in ev["right"].items() if len(base.get(name, ())) == len(marks)}

@@ -695,7 +695,7 @@ def file_dataset(cfg, sv, world, it, solver_dir, path):
         answers = {r["question"]: r["answer"] for r in candidates}
         kept = [{"question": ex.question, "label": ex.label, "p_hat": ex.p_hat, "answer": answers[ex.question],
                  "label_correct": vote.equivalent(ex.label, answers[ex.question])} for ex in examples]
-    stats = {"candidates": len(candidates), "valid": len(candidates), "kept": len(kept), "dropped": dict(+dropped),
+    stats = {"candidates": len(candidates), "kept": len(kept), "dropped": dict(+dropped),
              "label_accuracy": float(np.mean([r["label_correct"] for r in kept])) if kept else 0.0,
              "seconds": round(time.time() - t0, 1)}
     write_jsonl(path, kept)
