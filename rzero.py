@@ -67,51 +67,77 @@ def uncertainty_reward(p_hat, official=False, target=0.5):
     return 1.0 - abs(p_hat - target) / (target if p_hat <= target else 1.0 - target)
 
 
-def _ngram_overlaps(token_lists, n):
-    """(B, B) clipped n-gram matches: sum over n-grams g of min(count_i(g), count_j(g)), for i != j.
+def _ngram_overlaps(hyps, refs, n):
+    """(H, R) clipped n-gram matches: sum over n-grams g of min(count_i(g), count_j(g)), hypothesis i, reference j.
 
-    min(a, b) = #{k >= 1 : a >= k and b >= k}, so with one 0/1 column per (n-gram, k) the whole table is X @ X.T.
-    Columns that only one sentence has add nothing off the diagonal and are left out.
+    min(a, b) = #{k >= 1 : a >= k and b >= k}, so with one 0/1 column per (n-gram, k) the whole table is X_h @ X_r.T.
+    Columns that no pair of distinct sentences shares add nothing and are left out. refs=None compares hyps with
+    themselves (the diagonal is then not meaningful).
     """
-    per_sentence = [Counter(tuple(t[j:j + n]) for j in range(len(t) - n + 1)) for t in token_lists]
-    keys = [[(g, k) for g, c in counts.items() for k in range(1, c + 1)] for counts in per_sentence]
-    df = Counter(key for ks in keys for key in ks)
-    column = {key: i for i, key in enumerate(key for key, f in df.items() if f >= 2)}
-    rows = [(i, column[key]) for i, ks in enumerate(keys) for key in ks if key in column]
-    B, out = len(token_lists), torch.zeros(len(token_lists), len(token_lists), dtype=torch.float64)
-    if not rows:
-        return out.numpy()
-    r, c = torch.tensor(rows).T
-    for start in range(0, len(column), 8192):  # column blocks bound the memory of the 0/1 matrix
-        sel = (c >= start) & (c < start + 8192)
-        X = torch.zeros(B, min(8192, len(column) - start))  # (B, C) float32: exact for counts < 2^24
+    def keys(tokens):
+        counts = Counter(tuple(tokens[j:j + n]) for j in range(len(tokens) - n + 1))
+        return [(g, k) for g, c in counts.items() for k in range(1, c + 1)]
+    keys_h = [keys(t) for t in hyps]
+    keys_r = keys_h if refs is None else [keys(t) for t in refs]
+    if refs is None:
+        df = Counter(key for ks in keys_h for key in ks)
+        shared = [key for key, f in df.items() if f >= 2]
+    else:
+        in_refs = {key for ks in keys_r for key in ks}
+        shared = [key for key in dict.fromkeys(key for ks in keys_h for key in ks) if key in in_refs]
+    column = {key: i for i, key in enumerate(shared)}
+    out = torch.zeros(len(keys_h), len(keys_r), dtype=torch.float64)
+
+    def cells(key_lists):  # the (row, column) of each 1 of the 0/1 matrix, and its row count
+        rc = [(i, column[key]) for i, ks in enumerate(key_lists) for key in ks if key in column]
+        return torch.tensor(rc, dtype=torch.long).reshape(-1, 2).T, len(key_lists)
+
+    def block(cells, start, width):
+        (r, c), rows = cells
+        X = torch.zeros(rows, width)  # (rows, width) float32: exact for counts < 2^24
+        sel = (c >= start) & (c < start + width)
         X[r[sel], c[sel] - start] = 1.0
-        out += (X @ X.T).double()
+        return X
+    cells_h = cells(keys_h)
+    cells_r = cells_h if refs is None else cells(keys_r)
+    for start in range(0, len(column), 8192):  # column blocks bound the memory of the 0/1 matrices
+        width = min(8192, len(column) - start)
+        out += (block(cells_h, start, width) @ block(cells_r, start, width).T).double()
     return out.numpy()
 
 
-def bleu_matrix(questions, max_n=4, epsilon=0.1):
-    """(B, B) float64, [i, j] = nltk's sentence_bleu([q_j.split()], q_i.split(), smoothing method1), i != j.
+def bleu_matrix(questions, references=None, max_n=4, epsilon=0.1):
+    """(H, R) float64, [i, j] = nltk's sentence_bleu([r_j.split()], q_i.split(), smoothing method1): every question
+    against every reference, or, with references=None, (B, B) among the questions themselves with the diagonal left
+    at 0 (never used).
 
     nltk's definition: modified n-gram precisions p_n = clipped matches / max(1, hypothesis n-grams), n = 1..4,
     uniform weights; zero matches of order n become epsilon / denominator (method1); BLEU = 0 outright when no
     unigram matches; brevity penalty exp(1 - r/c) when the hypothesis (length c) is not longer than the
-    reference (length r), and 0 for an empty hypothesis. The diagonal is left at 0 (never used).
+    reference (length r), and 0 for an empty hypothesis.
     """
-    tokens = [q.split() for q in questions]
-    lengths = np.array([len(t) for t in tokens], dtype=np.float64)
-    log_p, unigram_matches = np.zeros((len(tokens), len(tokens))), None
+    hyps = [q.split() for q in questions]
+    refs = None if references is None else [q.split() for q in references]
+    c = np.array([len(t) for t in hyps], dtype=np.float64)[:, None]
+    r = (c.T if refs is None else np.array([len(t) for t in refs], dtype=np.float64)[None, :])
+    log_p, unigram_matches = np.zeros((c.shape[0], r.shape[1])), None
     for n in range(1, max_n + 1):
-        matches = _ngram_overlaps(tokens, n)
-        denominator = np.maximum(lengths - n + 1, 1.0)[:, None]  # the hypothesis' n-gram count, at least 1
+        matches = _ngram_overlaps(hyps, refs, n)
+        denominator = np.maximum(c - n + 1, 1.0)  # the hypothesis' n-gram count, at least 1
         log_p += np.log(np.where(matches > 0, matches, epsilon) / denominator) / max_n
         if n == 1:
             unigram_matches = matches
-    c, r = lengths[:, None], lengths[None, :]
     bp = np.where(c > r, 1.0, np.exp(1.0 - r / np.maximum(c, 1.0)))
     bleu = np.where((unigram_matches > 0) & (c > 0), bp * np.exp(log_p), 0.0)
-    np.fill_diagonal(bleu, 0.0)
+    if refs is None:
+        np.fill_diagonal(bleu, 0.0)
     return bleu
+
+
+def mean_pairwise_bleu(questions):
+    """The mean BLEU over ordered pairs of distinct questions (0 for fewer than two): 1 when all are one string."""
+    n = len(questions)
+    return float(bleu_matrix(questions).sum() / (n * (n - 1))) if n > 1 else 0.0
 
 
 def bleu_distance_matrix(questions):
@@ -184,7 +210,7 @@ def memory_penalty(questions, bank, threshold=0.5, lam=1.0):
     and its group still has a spread."""
     if not bank:
         return np.zeros(len(questions))
-    close = 1.0 - bleu_matrix(list(questions) + list(bank))[:len(questions), len(questions):] < threshold  # (B, M)
+    close = 1.0 - bleu_matrix(questions, bank) < threshold  # (B, M)
     return lam * close.mean(1)
 
 
@@ -506,10 +532,7 @@ def diversity(world, tokenizer, questions, sample=512):
     if not qs:
         return {"distinct_2grams_per_q": 0.0, "mean_pairwise_bleu": 0.0}
     bigrams = {tuple(ids[i:i + 2]) for ids in (encode(tokenizer, q) for q in qs) for i in range(len(ids) - 1)}
-    sub = qs[:sample]
-    pairs = len(sub) * (len(sub) - 1)
-    out = {"distinct_2grams_per_q": len(bigrams) / len(qs),
-           "mean_pairwise_bleu": float(bleu_matrix(sub).sum() / pairs) if pairs else 0.0}
+    out = {"distinct_2grams_per_q": len(bigrams) / len(qs), "mean_pairwise_bleu": mean_pairwise_bleu(qs[:sample])}
     if world.shape:
         out["distinct_shapes"] = len({world.shape(q) for q in qs})
     return out
@@ -523,8 +546,7 @@ def question_stats(world, rewards, band):
            "scattered": float(np.mean([r.scattered for r in rewards])),
            "r_mem": float(np.mean([r.r_mem for r in rewards]))}
     if len(valid) > 1:
-        n = len(valid)
-        out["mean_pairwise_bleu"] = float(bleu_matrix([r.question for r in valid]).sum() / (n * (n - 1)))
+        out["mean_pairwise_bleu"] = mean_pairwise_bleu([r.question for r in valid])
     if valid:
         out["p_hat"] = float(np.mean([r.p_hat for r in valid]))
         out["answer_agrees"] = float(np.mean([r.agrees for r in valid]))  # as in the data set's stats
@@ -784,8 +806,9 @@ def stage(cfg, record, label, outputs, fn, *args, inputs=None):
     inputs do not match is said so in one line and redone. Rank 0 decides for all ranks, and all wait until rank 0
     has written the files."""
     done = read_json(record) if dist.is_main() and os.path.exists(record) else None
-    changed = "the --question-file changed" if "question_file" in (inputs or {}) else "the evaluation settings changed"
-    problem = done and (changed if done.get("inputs") != inputs else record_mismatch(cfg.out, done))
+    old = done.get("inputs") or {} if done else {}
+    changed = sorted(k for k in set(old) | set(inputs or {}) if old.get(k) != (inputs or {}).get(k))
+    problem = done and (f"its inputs changed ({', '.join(changed)})" if changed else record_mismatch(cfg.out, done))
     if dist.broadcast(bool(done) and not problem):
         log(f"[{label}] done earlier: {done['summary'] if done else ''}")
         return

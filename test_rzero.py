@@ -602,6 +602,16 @@ def test_bleu_counts_repeated_ngrams_with_clipping():
     assert bleu[0, 1] == pytest.approx((0.25 * 0.1 / 3 * 0.05 * 0.1) ** 0.25, abs=1e-12)
 
 
+def test_bleu_against_references_is_the_cross_block():
+    qs = ["a b c d", "a b c e", "a b", "the the the the"]
+    refs = ["a b c d", "the cat", "", "a b c e x"]
+    cross = rzero.bleu_matrix(qs, refs)
+    assert cross.shape == (4, 4)
+    assert np.array_equal(cross, rzero.bleu_matrix(qs + refs)[:4, 4:])  # the same pairs, no B x B or M x M work
+    assert cross[0, 0] == pytest.approx(1.0)  # a question equal to its reference is not a diagonal to blank
+    assert rzero.mean_pairwise_bleu(["x y z w"] * 3) == pytest.approx(1.0) and rzero.mean_pairwise_bleu(qs[:1]) == 0
+
+
 def brute_force_average_linkage(dist, threshold):
     """O(B^3) textbook version: merge the closest pair of clusters while their mean distance is < threshold."""
     clusters = [[i] for i in range(len(dist))]
@@ -1072,7 +1082,7 @@ def test_a_moved_folder_resumes_and_a_damaged_file_is_redone(micro_world, tmp_pa
 
     rzero.main(loop_args(tmp_path / "moved", micro_world, "--iterations", "1", "--eval-k", "0"))
     out = capsys.readouterr().out
-    assert "[iter 1: eval] the evaluation settings changed: redoing the stage" in out
+    assert "[iter 1: eval] its inputs changed (k): redoing the stage" in out
     assert "[iter 1: solver] done earlier" in out and "mean@2" not in open(tmp_path / "moved" / "summary.md").read()
 
 
