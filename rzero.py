@@ -102,7 +102,8 @@ def _ngram_overlaps(hyps, refs, n):
     cells_r = cells_h if refs is None else cells(keys_r)
     for start in range(0, len(column), 8192):  # column blocks bound the memory of the 0/1 matrices
         width = min(8192, len(column) - start)
-        out += (block(cells_h, start, width) @ block(cells_r, start, width).T).double()
+        Xh = block(cells_h, start, width)
+        out += (Xh @ (Xh if refs is None else block(cells_r, start, width)).T).double()
     return out.numpy()
 
 
