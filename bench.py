@@ -8,8 +8,9 @@
     .venv/bin/python bench.py dist --nproc 8   # the same on 1, 2, 4 and 8 GPUs where there are GPUs
     .venv/bin/python bench.py real             # a real model (bash run.sh fetch ...) on this CPU: sampler, bf16, GRPO
     .venv/bin/python bench.py autocast         # the same model: a GRPO step under CPU bf16 autocast against float32
+    .venv/bin/python bench.py nucleus          # top-p on a 151,936-token vocabulary: the full sort vs candidates
 
-Each section but `real` builds randomly initialised models from a real architecture's shapes; no weights are
+Each section but `real`, `autocast` and the second half of `nucleus` builds randomly initialised models from a real architecture's shapes; no weights are
 downloaded.
 """
 import argparse
@@ -535,17 +536,64 @@ def _canon(labels):
     return [first.setdefault(int(x), len(first)) for x in labels]
 
 
+def bench_nucleus(args):
+    """Top-p (the rollouts' 0.99) on Qwen's 151,936-token vocabulary, where sorting it costs most of a CPU decode step
+    at a few dozen rows: one sampler.sample_tokens call with the full sort (nucleus_by_sort) against nucleus(), then
+    a real model's Solver rollouts sampled both ways, with the same seed (tokens/s, and whether every token agrees)."""
+    import json
+    import evaluation
+    import sampler
+    g = torch.Generator().manual_seed(0)
+    by_sort, fast = sampler.nucleus_by_sort, sampler.nucleus
+    print(f"CPU ({torch.get_num_threads()} threads)")
+    for rows in (20, 80):
+        logits = torch.randn(rows, QWEN3_06B["vocab_size"], generator=g) * 8  # a nucleus of a few dozen tokens
+        for name, fn in (("full sort", by_sort), ("candidates", fast)):
+            sampler.nucleus = fn
+            sampler.sample_tokens(logits, 1.0, 0, 0.99, g)
+            t0 = time.perf_counter()
+            for _ in range(args.reps * 10):
+                sampler.sample_tokens(logits, 1.0, 0, 0.99, g)
+            ms = (time.perf_counter() - t0) / (args.reps * 10) * 1e3
+            print(f"  sample_tokens, {rows} rows, top-p 0.99, {name:10s}: {ms:6.1f} ms a call")
+    if not os.path.isfile(os.path.join(args.model, "model.safetensors")):
+        print(f"  ({args.model} holds no model: bash run.sh fetch qwen2.5-coder-0.5b-instruct for the rollouts)")
+        return
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(args.model)
+    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.bfloat16).eval()
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(here, "data", "gsm8k", "gsm8k-train.jsonl")) as f:
+        questions = [json.loads(line)["question"] for line in f][:4]
+    prompts = [evaluation.encode(tok, evaluation.render(tok, evaluation.MATH_SYSTEM, q)) for q in questions]
+    out = {}
+    for name, fn in (("full sort", by_sort), ("candidates", fast)):
+        sampler.nucleus = fn
+        t0 = time.perf_counter()
+        groups = sampler.sample(model, prompts, n=5, max_new_tokens=args.max_new, temperature=1.0, top_p=0.99,
+                                stop_ids=evaluation.stop_ids(model, tok), generator=torch.Generator().manual_seed(0),
+                                progress=False)
+        seconds = time.perf_counter() - t0
+        out[name] = [s.tokens for grp in groups for s in grp]
+        print(f"  bfloat16 rollouts, 4 GSM8K prompts x 5, top-p 0.99, up to {args.max_new} new tokens, {name:10s}: "
+              f"{sum(map(len, out[name])) / seconds:6.1f} tok/s ({seconds:.0f} s)")
+    sampler.nucleus = fast
+    same = sum(a == b for a, b in zip(out["full sort"], out["candidates"]))
+    print(f"  the same tokens in {same} of {len(out['candidates'])} rollouts")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["sampler", "long", "grpo", "bleu", "dist", "real", "autocast"])
+    parser.add_argument("what", choices=["sampler", "long", "grpo", "bleu", "dist", "real", "autocast", "nucleus"])
     parser.add_argument("--reps", type=int, default=1, help="timed repetitions")
     parser.add_argument("--nproc", type=int, default=8, help="dist on GPUs: the most processes (one per GPU)")
     parser.add_argument("--rows", type=int, default=512, help="long: rows in the workload")
+    parser.add_argument("--max-new", type=int, default=128, help="nucleus: new tokens of each rollout")
     parser.add_argument("--model", default=os.path.join("cache", "qwen2.5-coder-0.5b-instruct"),
-                        help="real, autocast: a model folder")
+                        help="real, autocast, nucleus: a model folder")
     args = parser.parse_args()
     run = {"sampler": bench_sampler, "long": bench_long, "grpo": bench_grpo, "bleu": bench_bleu, "dist": bench_dist,
-           "real": bench_real, "autocast": bench_autocast}
+           "real": bench_real, "autocast": bench_autocast, "nucleus": bench_nucleus}
     run[args.what](args)
 
 

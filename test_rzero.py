@@ -234,6 +234,27 @@ def test_sampler_top_k_top_p_stay_in_the_allowed_set(top_k, top_p):
                 assert rank < min(allowed, nucleus)
 
 
+def test_the_nucleus_among_candidates_is_the_sorts(monkeypatch):
+    """nucleus() keeps exactly the tokens of the full sort, row by row: peaked rows inside the candidates, flat rows
+    (a nucleus wider than them) and rows whose edge splits a tie (bfloat16 logits tie often) through the sort."""
+    g = torch.Generator().manual_seed(0)
+    V = 5000
+    peaked = torch.randn(32, V, generator=g) * 6  # nucleus of a few dozen tokens
+    flat = torch.randn(8, V, generator=g) * 0.5  # nucleus of thousands
+    tied = torch.full((4, V), -10.0)
+    tied[:, :3] = torch.tensor([10.0, 9.5, 9.5])  # probabilities 0.45, 0.27, 0.27: 0.5 and 0.7 end inside the tie
+    masked = peaked[:4].masked_fill(peaked[:4] < peaked[:4].topk(40, dim=-1).values[:, -1:], float("-inf"))
+    sorted_rows = []
+    by_sort = sampler.nucleus_by_sort
+    monkeypatch.setattr(sampler, "nucleus_by_sort", lambda x, p: sorted_rows.append(len(x)) or by_sort(x, p))
+    for top_p in (0.5, 0.7, 0.95, 0.99):
+        for logits in (peaked, flat, tied, masked, torch.cat([flat[:2], peaked[:6], tied[:1]])):
+            logp = torch.log_softmax(logits, dim=-1)
+            assert torch.equal(sampler.nucleus(logp, top_p), by_sort(logp, top_p))
+    sorted_rows.clear()
+    sampler.nucleus(torch.log_softmax(torch.cat([flat[:2], peaked[:6], tied[:1]]), dim=-1), 0.7)
+    assert sorted_rows == [3]  # the flat rows and the split tie; the peaked rows never sort
+
 def test_sampler_rows_stop_at_their_stop_token():
     model = tiny_model(seed=3)
     out = sampler.sample(model, PROMPTS, n=6, max_new_tokens=20, temperature=1.2, stop_ids=[EOS, 9],
