@@ -10,8 +10,8 @@
     .venv/bin/python bench.py autocast         # the same model: a GRPO step under CPU bf16 autocast against float32
     .venv/bin/python bench.py nucleus          # top-p on a 151,936-token vocabulary: the full sort vs candidates
 
-Each section but `real`, `autocast` and the second half of `nucleus` builds randomly initialised models from a real architecture's shapes; no weights are
-downloaded.
+Each section but `real`, `autocast` and the second half of `nucleus` builds randomly initialised models from a
+real architecture's shapes; no weights are downloaded.
 """
 import argparse
 import os

@@ -25,8 +25,9 @@ How it works (gpt-fast's and nanochat's techniques, and a cache sized by need):
   much as the long one. Rows that start together grow together; the budget then holds many more of them.
 - Sampling is on the device: temperature, top-k, top-p, then argmax(probs / Exponential(1)) with noise from the
   caller's generator. Top-p looks among each row's 256 most likely tokens first and sorts the whole vocabulary
-  only for a row whose nucleus is wider (`nucleus`): the same tokens, without a sort that costs more than the
-  forward at a few dozen rows on a CPU. The host looks at the `done` flags only every `check_every` steps and when the cache grows.
+  only for a row whose nucleus is wider (`nucleus`): the same tokens, without a sort that costs a third of a CPU
+  decode step at 20 rows. The host looks at the `done` flags only every `check_every` steps and when the cache
+  grows.
 - `compile=True` (opt-in) captures the decode forward with torch.compile(mode="reduce-overhead") (CUDA graphs on
   a GPU). Shapes come from a small set: cache lengths are multiples of `chunk` (or the wave's last length), and
   after compaction row counts are padded with finished rows to powers of two up to 64, then multiples of 64. A
@@ -172,7 +173,7 @@ def nucleus_by_sort(logp, top_p):
 
 def nucleus(logp, top_p, candidates=256):
     """nucleus_by_sort's result, found among each row's `candidates` most likely tokens: sorting a 151k vocabulary
-    costs most of a CPU decode step at a few dozen rows (bench.py nucleus). A row whose nucleus ends inside its
+    costs a third of a CPU decode step at 20 rows (bench.py nucleus). A row whose nucleus ends inside its
     candidates keeps exactly the tokens at or above its last kept value, the same set as the sort's when no tie
     straddles the edge; a row whose nucleus is wider, or whose edge splits a tie, takes the full sort."""
     k = min(candidates, logp.shape[-1])
