@@ -176,6 +176,8 @@ def nucleus(logp, top_p, candidates=256):
     costs a third of a CPU decode step at 20 rows (bench.py nucleus). A row whose nucleus ends inside its
     candidates keeps exactly the tokens at or above its last kept value, the same set as the sort's when no tie
     straddles the edge; a row whose nucleus is wider, or whose edge splits a tie, takes the full sort."""
+    if logp.is_cuda:  # a GPU sorts fast, and `slow.any()` below would stop the host at every decode step
+        return nucleus_by_sort(logp, top_p)
     k = min(candidates, logp.shape[-1])
     top = logp.topk(k, dim=-1).values  # (B, k), descending
     probs = top.exp()
