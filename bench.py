@@ -33,6 +33,19 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
+def _gsm8k_rows(name, count):
+    """The first `count` rows of data/gsm8k/NAME.jsonl: {question, answer}."""
+    import json
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "gsm8k", f"{name}.jsonl")) as f:
+        return [json.loads(line) for line in f][:count]
+
+
+def _solver_prompts(tok, rows):
+    """Each row's question under the Solver's system message, in the model's chat template, as token ids."""
+    import evaluation
+    return [evaluation.encode(tok, evaluation.render(tok, evaluation.MATH_SYSTEM, r["question"])) for r in rows]
+
+
 def _qwen3(device, dtype, **shape):
     from transformers import Qwen3Config, Qwen3ForCausalLM
     torch.manual_seed(0)
@@ -403,7 +416,6 @@ def bench_real(args):
     """A real model on this CPU (default: the folder `bash run.sh fetch qwen2.5-coder-0.5b-instruct` makes):
     sampler.sample against model.generate at equal work in float32 and bfloat16, a bfloat16 sampling copy against
     float32 (tokens/s, and how far greedy outputs agree), and one GRPO step's seconds and peak memory."""
-    import json
     import multiprocessing as mp
     import evaluation
     import sampler
@@ -414,10 +426,7 @@ def bench_real(args):
         raise SystemExit(f"bench.py: {args.model} holds no model.safetensors: bash run.sh fetch "
                          "qwen2.5-coder-0.5b-instruct")
     tok = AutoTokenizer.from_pretrained(args.model)
-    here = os.path.dirname(os.path.abspath(__file__))
-    with open(os.path.join(here, "data", "gsm8k", "gsm8k-probe.jsonl")) as f:
-        questions = [json.loads(line)["question"] for line in f][:32]
-    prompts = [evaluation.encode(tok, evaluation.render(tok, evaluation.MATH_SYSTEM, q)) for q in questions]
+    prompts = _solver_prompts(tok, _gsm8k_rows("gsm8k-probe", 32))
     print(f"CPU ({torch.get_num_threads()} threads), {args.model}, GSM8K questions with the Solver's system message "
           "in the chat template")
     greedy = {}
@@ -479,7 +488,6 @@ def bench_autocast(args):
     model from the same float32 weights: the log-prob gap, the loss and clip share (old log-probs are float32's, so
     float32's ratio is exactly 1 and autocast's differs by its rounding alone), the cosine of the two gradients
     and of the two first AdamW updates (lr x g / (|g| + eps), the first step's update from zero states), seconds."""
-    import json
     import dist
     import evaluation
     import grpo
@@ -489,10 +497,8 @@ def bench_autocast(args):
     hf_logging.disable_progress_bar()
     tok = AutoTokenizer.from_pretrained(args.model)
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
-    here = os.path.dirname(os.path.abspath(__file__))
-    with open(os.path.join(here, "data", "gsm8k", "gsm8k-train.jsonl")) as f:
-        rows = [json.loads(line) for line in f][:4]
-    prompts = [evaluation.encode(tok, evaluation.render(tok, evaluation.MATH_SYSTEM, r["question"])) for r in rows]
+    rows = _gsm8k_rows("gsm8k-train", 4)
+    prompts = _solver_prompts(tok, rows)
     groups = dist.sample(model, prompts, n=4, max_new_tokens=256, temperature=1.0, top_p=0.99,
                          stop_ids=evaluation.stop_ids(model, tok), dtype=torch.bfloat16, progress=False,
                          generator=torch.Generator().manual_seed(0))
@@ -537,10 +543,9 @@ def _canon(labels):
 
 
 def bench_nucleus(args):
-    """Top-p (the rollouts' 0.99) on Qwen's 151,936-token vocabulary, where sorting it costs most of a CPU decode step
-    at a few dozen rows: one sampler.sample_tokens call with the full sort (nucleus_by_sort) against nucleus(), then
+    """Top-p (the rollouts' 0.99) on Qwen's 151,936-token vocabulary, where sorting it costs a third of a CPU decode
+    step at 20 rows: one sampler.sample_tokens call with the full sort (nucleus_by_sort) against nucleus(), then
     a real model's Solver rollouts sampled both ways, with the same seed (tokens/s, and whether every token agrees)."""
-    import json
     import evaluation
     import sampler
     g = torch.Generator().manual_seed(0)
@@ -562,10 +567,7 @@ def bench_nucleus(args):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     tok = AutoTokenizer.from_pretrained(args.model)
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.bfloat16).eval()
-    here = os.path.dirname(os.path.abspath(__file__))
-    with open(os.path.join(here, "data", "gsm8k", "gsm8k-train.jsonl")) as f:
-        questions = [json.loads(line)["question"] for line in f][:4]
-    prompts = [evaluation.encode(tok, evaluation.render(tok, evaluation.MATH_SYSTEM, q)) for q in questions]
+    prompts = _solver_prompts(tok, _gsm8k_rows("gsm8k-train", 4))
     out = {}
     for name, fn in (("full sort", by_sort), ("candidates", fast)):
         sampler.nucleus = fn

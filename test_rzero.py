@@ -255,6 +255,7 @@ def test_the_nucleus_among_candidates_is_the_sorts(monkeypatch):
     sampler.nucleus(torch.log_softmax(torch.cat([flat[:2], peaked[:6], tied[:1]]), dim=-1), 0.7)
     assert sorted_rows == [3]  # the flat rows and the split tie; the peaked rows never sort
 
+
 def test_sampler_rows_stop_at_their_stop_token():
     model = tiny_model(seed=3)
     out = sampler.sample(model, PROMPTS, n=6, max_new_tokens=20, temperature=1.2, stop_ids=[EOS, 9],
