@@ -568,14 +568,16 @@ def past_questions(cfg, it):
     return bank
 
 
-def collapse_warning(it, step, stats):
+def collapse_warning(where, stats):
     """One line on stderr when a batch's questions are near copies of each other (mean pairwise BLEU above 0.5, the
-    clustering's threshold): the collapse of RESULTS.md Sec. 9.4, which the batch penalty cannot undo."""
-    bleu = stats.get("mean_pairwise_bleu", 0.0)
-    if bleu > 0.5 and dist.is_main():
-        tqdm.write(f"rzero: warning: iter {it} step {step}: the Challenger's questions are near copies of each other "
-                   f"(mean pairwise BLEU {bleu:.2f}, format ok {stats['format_ok']:.0%}); see "
-                   f"--challenger-memory and --challenger-copy-check", file=sys.stderr)
+    clustering's threshold) or at least half of them copy the prompt: the collapse of RESULTS.md Sec. 9.4, which the
+    batch penalty cannot undo. The data set stage checks too, since a collapse can come with a Challenger's last
+    update (Sec. 9.6)."""
+    bleu, copies = stats.get("mean_pairwise_bleu", 0.0), stats.get("copies_prompt", 0.0)
+    if (bleu > 0.5 or copies >= 0.5) and dist.is_main():
+        tqdm.write(f"rzero: warning: {where}: the Challenger's questions are near copies of each other (mean pairwise "
+                   f"BLEU {bleu:.2f}) or of its prompt ({copies:.0%}); see --challenger-memory and "
+                   f"--challenger-copy-check", file=sys.stderr)
 
 
 def train_challenger(cfg, ch, sv, world, it, init, solver_dir, out_dir, tracker):
@@ -614,7 +616,7 @@ def train_challenger(cfg, ch, sv, world, it, init, solver_dir, out_dir, tracker)
         model.eval()
         rows.append({"step": step, **question_stats(world, rewards, cfg.band), **stats,
                      "seconds": round(time.time() - t0, 2)})
-        collapse_warning(it, step, rows[-1])
+        collapse_warning(f"iter {it} step {step}", rows[-1])
         tracker.send("challenger", (it - 1) * ch.steps + step, rows[-1])
         # every response, trimmed: a run whose format rate is low shows what the model wrote instead
         samples += [{"step": step, "question": r.question, "answer": r.answer, "p_hat": r.p_hat, "label": r.label,
@@ -667,6 +669,7 @@ def build_dataset(cfg, ch, sv, world, it, challenger_dir, solver_dir, path):
     if world.level and valid:
         stats["difficulty"] = float(np.mean([world.level(q) or 0 for q, _, _ in valid]))
     stats["seconds"] = round(time.time() - t0, 1)
+    collapse_warning(f"iter {it} data set", {**stats, "copies_prompt": sum(copies) / len(copies)})
     write_jsonl(path, rows)
     write_json(path.replace(".jsonl", "_stats.json"), stats)
     acc = f", labels right {stats['label_accuracy']:.0%}" if "label_accuracy" in stats else ""

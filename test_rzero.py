@@ -772,12 +772,15 @@ def test_the_memory_bank_and_the_class_gate_in_the_reward():
     assert rzero.challenger_rewards([q(dup)], [scattered], lam=0)[0].reward == pytest.approx(0.4)  # off: the paper
 
 
-def test_a_collapsed_batch_is_one_warning(capsys):
-    rzero.collapse_warning(2, 7, {"mean_pairwise_bleu": 0.9, "format_ok": 1.0})
-    rzero.collapse_warning(2, 8, {"mean_pairwise_bleu": 0.1, "format_ok": 1.0})
-    rzero.collapse_warning(2, 9, {"format_ok": 0.0})
+def test_a_collapsed_batch_is_one_warning_each(capsys):
+    rzero.collapse_warning("iter 2 step 7", {"mean_pairwise_bleu": 0.9, "format_ok": 1.0})
+    rzero.collapse_warning("iter 2 step 8", {"mean_pairwise_bleu": 0.1, "format_ok": 1.0})
+    rzero.collapse_warning("iter 2 step 9", {"format_ok": 0.0})
+    rzero.collapse_warning("iter 2 step 10", {"format_ok": 0.125, "copies_prompt": 0.875})  # no two valid questions
+    rzero.collapse_warning("iter 2 step 11", {"mean_pairwise_bleu": 0.2, "copies_prompt": 0.25})
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("rzero: warning: iter 2 step 7:") and "BLEU 0.90" in err[0]
+    assert len(err) == 2 and err[0].startswith("rzero: warning: iter 2 step 7:") and "BLEU 0.90" in err[0]
+    assert err[1].startswith("rzero: warning: iter 2 step 10:") and "prompt (88%)" in err[1]
 
 
 def test_paired_change_hand_case():
