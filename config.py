@@ -55,6 +55,10 @@ class ChallengerConfig:
                         "share of the bank within BLEU distance tau; 0: off, the paper's batch-only penalty")
     max_classes: int = _f(0, "a question whose m answers fall into more than this many distinct answers earns what a "
                              "bad format earns (the label gate of --max-classes, in the reward); 0: off, the paper")
+    data_filters: bool = _f(False, "a question that the data set's filters drop (a text-valued majority such as "
+                                   "\\text{Yes}, a question naming a box) earns what a bad format earns: the "
+                                   "Challenger is not paid for questions the data set throws away (RESULTS.md Sec. "
+                                   "9.6); off: the paper")
 
 
 @dataclass

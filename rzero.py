@@ -246,6 +246,7 @@ class ChallengerReward:
     agrees: bool  # that answer is equivalent to the Solver's majority
     copies_prompt: bool = False  # the question repeats the prompt (--challenger-copy-check): bad format
     scattered: bool = False  # its m answers fall into more than --challenger-max-classes classes
+    filtered: bool = False  # the data set's filters would drop it (--challenger-data-filters): bad format
     r_mem: float = 0.0  # the memory bank's repetition penalty (--challenger-memory)
 
 
@@ -265,15 +266,16 @@ def challenger_question(text, prompt="", copy_check=0.0):
 
 
 def challenger_rewards(outputs, solver_answers, tau=0.5, lam=1.0, official=False, answer_check=False, target=0.5,
-                       prompt="", copy_check=0.0, max_classes=0, bank=()):
+                       prompt="", copy_check=0.0, max_classes=0, bank=(), data_filters=False):
     """Rewards of a batch of Challenger outputs (raw text), given the Solver's m answers to each one's question.
 
     solver_answers[i] is the list of m extracted answers (None where the Solver gave none); it is ignored where
     the output has no question. Paper (default): r = 0 for bad format, else max(0, r_unc - r_rep).
-    Three checks not in the paper (RESULTS.md Sec. 9.6), each off at 0 or empty: a question that copies `prompt`
-    (challenger_question) has no question, so bad format; a question whose m answers fall into more than
+    Four checks not in the paper (RESULTS.md Sec. 9.6), each off at 0, empty or False: a question that copies
+    `prompt` (challenger_question) has no question, so bad format; a question whose m answers fall into more than
     max_classes classes earns what a bad format earns; r_mem against the `bank` of past questions is taken off with
-    r_rep (memory_penalty).
+    r_rep (memory_penalty); with data_filters, a question that the data set's filters drop (dataset_drop: a
+    text-valued majority such as \\text{Yes}, a question naming a box) earns what a bad format earns.
     official=True reproduces caller_penalty.py at HEAD: (min(p, 1-p) if the format is good else -1) - r_rep, no clamp,
     where the format is bad also when the output's last \\boxed{} is empty (a missing box passes: mathruler reads it
     as the string "None"). As in the official code, the batch clustering includes bad-format outputs as empty
@@ -292,7 +294,8 @@ def challenger_rewards(outputs, solver_answers, tau=0.5, lam=1.0, official=False
         answer = challenger_answer(text)
         agrees = q is not None and vote.equivalent(answer, v.label)  # a missing answer or label equals nothing
         scattered = q is not None and max_classes > 0 and len(v.sizes) > max_classes
-        good = (q is not None and (agrees or not answer_check) and not scattered
+        filtered = q is not None and data_filters and dataset_drop(q, v) is not None
+        good = (q is not None and (agrees or not answer_check) and not scattered and not filtered
                 and not (official and vote.extract_boxed(text) == ""))
         mem = float(mem) if q is not None else 0.0
         if official:
@@ -300,7 +303,7 @@ def challenger_rewards(outputs, solver_answers, tau=0.5, lam=1.0, official=False
         else:
             reward = max(0.0, r_unc - rep - mem) if good else 0.0
         results.append(ChallengerReward(float(reward), q is not None, q, v.p_hat, v.label, r_unc, float(rep),
-                                        int(cluster), answer, agrees, copy, scattered, mem))
+                                        int(cluster), answer, agrees, copy, scattered, filtered, mem))
     return results
 
 # ----------------------------------------------------------------------------- Solver data set (paper Sec. 3.3)
@@ -314,6 +317,21 @@ class SolverExample:
     challenger_answer: str | None = None  # the Challenger's own answer, where given
 
 
+def dataset_drop(q, v, drop_no_answer=True, drop_proof=True, drop_box=True, drop_text=True):
+    """The official upload.py and question_evaluate/evaluate.py's rule that drops question q with vote v from the
+    data set, or None: no majority answer (empty or "None"), "证明" ("proof") in the question, "box" in the question,
+    "text" in the answer; each switchable here, checked in that order."""
+    if drop_no_answer and (v.label is None or v.label.strip() in ("", "None")):
+        return "no_answer"
+    if drop_proof and "证明" in q:
+        return "proof_in_question"
+    if drop_box and "box" in q.lower():
+        return "box_in_question"
+    if drop_text and "text" in v.label.lower():
+        return "text_in_answer"
+    return None
+
+
 def filter_for_solver(questions, votes, band=(0.25, 0.75), max_classes=0, challenger_answers=None,
                       answer_filter=False, drop_no_answer=True, drop_proof=True, drop_box=True, drop_text=True):
     """Keep (question, pseudo-label, p_hat) where LOW <= p_hat <= HIGH (paper Sec. 3.3: |p_hat - 1/2| <= 0.25).
@@ -321,23 +339,14 @@ def filter_for_solver(questions, votes, band=(0.25, 0.75), max_classes=0, challe
     more distinct answers than that (ill-posed questions and wrong majorities scatter more); answer_filter drops a
     question whose majority is not the Challenger's own answer to it (challenger_answers, kept with each row).
 
-    The official upload.py and question_evaluate/evaluate.py also drop, each switchable here: questions with no
-    majority answer (empty or "None"), questions that contain "证明" ("proof") or mention "box", and answers that
-    contain "text" (the last two in any case). Returns the kept rows and a Counter of how many each rule dropped
-    (rules are applied in that order; a row counts once).
+    The official code's filters come first (dataset_drop, each switchable). Returns the kept rows and a Counter of
+    how many each rule dropped (rules are applied in that order; a row counts once).
     """
     kept, dropped = [], Counter()
     for q, v, a in zip(questions, votes, challenger_answers or [None] * len(questions)):
-        if q is None:
-            dropped["no_question"] += 1
-        elif drop_no_answer and (v.label is None or v.label.strip() in ("", "None")):
-            dropped["no_answer"] += 1
-        elif drop_proof and "证明" in q:
-            dropped["proof_in_question"] += 1
-        elif drop_box and "box" in q.lower():
-            dropped["box_in_question"] += 1
-        elif drop_text and "text" in v.label.lower():
-            dropped["text_in_answer"] += 1
+        rule = "no_question" if q is None else dataset_drop(q, v, drop_no_answer, drop_proof, drop_box, drop_text)
+        if rule:
+            dropped[rule] += 1
         elif not vote.in_band(v.p_hat, band):
             dropped["outside_band"] += 1
         elif max_classes and len(v.sizes) > max_classes:
@@ -545,6 +554,7 @@ def question_stats(world, rewards, band):
            "r_rep": float(np.mean([r.r_rep for r in rewards])),
            "copies_prompt": float(np.mean([r.copies_prompt for r in rewards])),
            "scattered": float(np.mean([r.scattered for r in rewards])),
+           "filtered": float(np.mean([r.filtered for r in rewards])),
            "r_mem": float(np.mean([r.r_mem for r in rewards]))}
     if len(valid) > 1:
         out["mean_pairwise_bleu"] = mean_pairwise_bleu([r.question for r in valid])
@@ -607,7 +617,7 @@ def train_challenger(cfg, ch, sv, world, it, init, solver_dir, out_dir, tracker)
             answers = [official_votes(a, labels=False) if a is not None else None for a in answers]
         rewards = challenger_rewards(texts, answers, ch.tau, ch.lam, ch.official_reward,
                                      cfg.answer_check in ("reward", "both"), ch.target, prompt_text, ch.copy_check,
-                                     ch.max_classes, bank[-ch.memory:] if ch.memory else ())
+                                     ch.max_classes, bank[-ch.memory:] if ch.memory else (), ch.data_filters)
         bank += [q for q in questions if q is not None]
         adv = grpo.group_advantages(torch.tensor([r.reward for r in rewards]).view(ch.prompts, ch.group_size))
         batch = make_rollouts([prompt] * len(outs), [o.tokens for o in outs], adv.flatten(), tok.pad_token_id,
@@ -621,7 +631,7 @@ def train_challenger(cfg, ch, sv, world, it, init, solver_dir, out_dir, tracker)
         # every response, trimmed: a run whose format rate is low shows what the model wrote instead
         samples += [{"step": step, "question": r.question, "answer": r.answer, "p_hat": r.p_hat, "label": r.label,
                      "reward": r.reward, "r_rep": r.r_rep, "r_mem": r.r_mem, "copies_prompt": r.copies_prompt,
-                     "response": text[:1000]} for r, text in zip(rewards, texts)]
+                     "filtered": r.filtered, "response": text[:1000]} for r, text in zip(rewards, texts)]
     write_jsonl(os.path.join(os.path.dirname(out_dir), "challenger_samples.jsonl"), samples)
     write_jsonl(os.path.join(os.path.dirname(out_dir), "challenger_metrics.jsonl"), rows)
     save_model(model, tok, out_dir)

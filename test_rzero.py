@@ -772,6 +772,21 @@ def test_the_memory_bank_and_the_class_gate_in_the_reward():
     assert rzero.challenger_rewards([q(dup)], [scattered], lam=0)[0].reward == pytest.approx(0.4)  # off: the paper
 
 
+def test_the_data_sets_filters_in_the_reward():
+    """RESULTS.md Sec. 9.6: yes/no questions whose answers split between \\text{Yes} and a number were paid, then
+    dropped by the data set's "text" filter; --challenger-data-filters scores them as a bad format."""
+    q = lambda text: f"<question>{text}</question>"  # noqa: E731
+    yes_no, boxed = "Is the square of 3 equal to 9?", "Put the sum of 2 and 3 in a box"
+    plain = "What is the greatest common divisor of 12 and 16?"
+    answers = [["\\text{Yes}"] * 4 + ["9"] * 3 + ["\\text{True}"] * 3, ["5"] * 5 + ["6"] * 5, ["4"] * 5 + ["8"] * 5]
+    on = rzero.challenger_rewards([q(yes_no), q(boxed), q(plain)], answers, lam=0, data_filters=True)
+    assert [r.filtered for r in on] == [True, True, False] and [r.format_ok for r in on] == [True, True, True]
+    assert [r.reward for r in on] == [0.0, 0.0, 1.0]
+    off = rzero.challenger_rewards([q(yes_no), q(boxed), q(plain)], answers, lam=0)
+    assert [r.reward for r in off] == [pytest.approx(0.8), 1.0, 1.0] and not any(r.filtered for r in off)
+    assert rzero.dataset_drop(yes_no, rzero.vote.majority_vote(answers[0])) == "text_in_answer"
+
+
 def test_a_collapsed_batch_is_one_warning_each(capsys):
     rzero.collapse_warning("iter 2 step 7", {"mean_pairwise_bleu": 0.9, "format_ok": 1.0})
     rzero.collapse_warning("iter 2 step 8", {"mean_pairwise_bleu": 0.1, "format_ok": 1.0})
