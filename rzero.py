@@ -320,7 +320,7 @@ class SolverExample:
 def dataset_drop(q, v, drop_no_answer=True, drop_proof=True, drop_box=True, drop_text=True):
     """The official upload.py and question_evaluate/evaluate.py's rule that drops question q with vote v from the
     data set, or None: no majority answer (empty or "None"), "证明" ("proof") in the question, "box" in the question,
-    "text" in the answer; each switchable here, checked in that order."""
+    "text" in the answer (the last two in any case); each switchable here, checked in that order."""
     if drop_no_answer and (v.label is None or v.label.strip() in ("", "None")):
         return "no_answer"
     if drop_proof and "证明" in q:
