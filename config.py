@@ -59,6 +59,13 @@ class ChallengerConfig:
                                    "\\text{Yes}, a question naming a box) earns what a bad format earns: the "
                                    "Challenger is not paid for questions the data set throws away (RESULTS.md Sec. "
                                    "9.6); off: the paper")
+    text_votes: bool = _f(False, "a question to which any of the m answers contains \"text\" (\\text{Yes}, "
+                                 "\\text{True}, a unit) earns what a bad format earns: the data set's text filter, "
+                                 "which reads only the majority, asked of every answer, because a yes/no question's "
+                                 "answers split by form, not by difficulty (RESULTS.md Sec. 9.6); off: the paper")
+    format_penalty: float = _f(0.0, "a bad format (no question, or a copy of the prompt) earns minus this, where the "
+                                    "paper gives 0: below the 0 that the gates above pay, so format keeps a "
+                                    "gradient when they pay most questions nothing (RESULTS.md Sec. 9.6); 0: the paper")
 
 
 @dataclass
@@ -247,7 +254,7 @@ RULES = {
     "label_m": (lambda v: v == 0 or v >= 2, "0 (the same as --m) or at least 2"),
     "group_size": (lambda v: v >= 2, "at least 2 (a group of one has no baseline: GRPO learns nothing)"),
     **dict.fromkeys(("vote_temperature", "gen_temperature", "vote_top_k", "kl_coef", "lam", "kv_cache_gb",
-                     "eval_k", "max_classes", "memory"), _NONNEGATIVE),
+                     "eval_k", "max_classes", "memory", "format_penalty"), _NONNEGATIVE),
     "temperature": (lambda v: v > 0, "above 0 (GRPO divides the logits by it)"),
     **dict.fromkeys(("top_p", "gen_top_p", "tau"), _UNIT),
     "copy_check": (lambda v: 0 <= v <= 1, "in [0, 1]"),

@@ -246,7 +246,8 @@ class ChallengerReward:
     agrees: bool  # that answer is equivalent to the Solver's majority
     copies_prompt: bool = False  # the question repeats the prompt (--challenger-copy-check): bad format
     scattered: bool = False  # its m answers fall into more than --challenger-max-classes classes
-    filtered: bool = False  # the data set's filters would drop it (--challenger-data-filters): bad format
+    filtered: bool = False  # the data set's filters would drop it, or an answer is text (--challenger-data-filters,
+    # --challenger-text-votes): bad format
     r_mem: float = 0.0  # the memory bank's repetition penalty (--challenger-memory)
 
 
@@ -266,16 +267,19 @@ def challenger_question(text, prompt="", copy_check=0.0):
 
 
 def challenger_rewards(outputs, solver_answers, tau=0.5, lam=1.0, official=False, answer_check=False, target=0.5,
-                       prompt="", copy_check=0.0, max_classes=0, bank=(), data_filters=False):
+                       prompt="", copy_check=0.0, max_classes=0, bank=(), data_filters=False,
+                       text_votes=False, format_penalty=0.0):
     """Rewards of a batch of Challenger outputs (raw text), given the Solver's m answers to each one's question.
 
     solver_answers[i] is the list of m extracted answers (None where the Solver gave none); it is ignored where
     the output has no question. Paper (default): r = 0 for bad format, else max(0, r_unc - r_rep).
-    Four checks not in the paper (RESULTS.md Sec. 9.6), each off at 0, empty or False: a question that copies
+    Five checks not in the paper (RESULTS.md Sec. 9.6), each off at 0, empty or False: a question that copies
     `prompt` (challenger_question) has no question, so bad format; a question whose m answers fall into more than
     max_classes classes earns what a bad format earns; r_mem against the `bank` of past questions is taken off with
     r_rep (memory_penalty); with data_filters, a question that the data set's filters drop (dataset_drop: a
-    text-valued majority such as \\text{Yes}, a question naming a box) earns what a bad format earns.
+    text-valued majority such as \\text{Yes}, a question naming a box) earns what a bad format earns, and with
+    text_votes so does one to which any of the m answers contains "text". format_penalty > 0: a bad format
+    (no question, or a copy) earns -format_penalty instead, below every question the gates pay 0.
     official=True reproduces caller_penalty.py at HEAD: (min(p, 1-p) if the format is good else -1) - r_rep, no clamp,
     where the format is bad also when the output's last \\boxed{} is empty (a missing box passes: mathruler reads it
     as the string "None"). As in the official code, the batch clustering includes bad-format outputs as empty
@@ -294,14 +298,18 @@ def challenger_rewards(outputs, solver_answers, tau=0.5, lam=1.0, official=False
         answer = challenger_answer(text)
         agrees = q is not None and vote.equivalent(answer, v.label)  # a missing answer or label equals nothing
         scattered = q is not None and max_classes > 0 and len(v.sizes) > max_classes
-        filtered = q is not None and data_filters and dataset_drop(q, v) is not None
+        # text_votes asks the "text" filter of every answer, not only of the majority: a yes/no question's answers
+        # split by form (8, \text{Yes}, \text{True}), and that split is what r_unc would pay for (RESULTS.md 9.6)
+        filtered = q is not None and ((data_filters and dataset_drop(q, v) is not None)
+                                      or (text_votes and any("text" in (a or "").lower() for a in answers)))
         good = (q is not None and (agrees or not answer_check) and not scattered and not filtered
                 and not (official and vote.extract_boxed(text) == ""))
         mem = float(mem) if q is not None else 0.0
         if official:
             reward = (r_unc if good else -1.0) - rep - mem
         else:
-            reward = max(0.0, r_unc - rep - mem) if good else 0.0
+            # format_penalty < 0 keeps a gradient toward the format when the gates pay most questions 0
+            reward = max(0.0, r_unc - rep - mem) if good else (0.0 if q is not None else -format_penalty)
         results.append(ChallengerReward(float(reward), q is not None, q, v.p_hat, v.label, r_unc, float(rep),
                                         int(cluster), answer, agrees, copy, scattered, filtered, mem))
     return results
@@ -617,7 +625,8 @@ def train_challenger(cfg, ch, sv, world, it, init, solver_dir, out_dir, tracker)
             answers = [official_votes(a, labels=False) if a is not None else None for a in answers]
         rewards = challenger_rewards(texts, answers, ch.tau, ch.lam, ch.official_reward,
                                      cfg.answer_check in ("reward", "both"), ch.target, prompt_text, ch.copy_check,
-                                     ch.max_classes, bank[-ch.memory:] if ch.memory else (), ch.data_filters)
+                                     ch.max_classes, bank[-ch.memory:] if ch.memory else (), ch.data_filters,
+                                     ch.text_votes, ch.format_penalty)
         bank += [q for q in questions if q is not None]
         adv = grpo.group_advantages(torch.tensor([r.reward for r in rewards]).view(ch.prompts, ch.group_size))
         batch = make_rollouts([prompt] * len(outs), [o.tokens for o in outs], adv.flatten(), tok.pad_token_id,

@@ -787,6 +787,34 @@ def test_the_data_sets_filters_in_the_reward():
     assert rzero.dataset_drop(yes_no, rzero.vote.majority_vote(answers[0])) == "text_in_answer"
 
 
+def test_text_votes_catch_a_yes_no_question_with_a_numeric_majority():
+    """RESULTS.md Sec. 9.6: with --challenger-data-filters on, `Is the sum of 2 plus 4 equal to 6?` still paid, its
+    majority the number named; --challenger-text-votes asks every answer, not only the majority, for "text"."""
+    q = lambda text: f"<question>{text}</question>"  # noqa: E731
+    outputs = [q("Is the sum of 2 plus 4 equal to 6?"), q("What is the greatest common divisor of 12 and 16?")]
+    answers = [["6"] * 6 + ["\\text{Yes}"] * 3 + ["\\text{True}"], ["4"] * 5 + ["8"] * 4 + [None]]
+    filters = rzero.challenger_rewards(outputs, answers, lam=0, data_filters=True)
+    assert [r.filtered for r in filters] == [False, False] and filters[0].reward == pytest.approx(0.8)
+    both = rzero.challenger_rewards(outputs, answers, lam=0, data_filters=True, text_votes=True)
+    assert [r.filtered for r in both] == [True, False] and [r.reward for r in both] == [0.0, 1.0]
+    alone = rzero.challenger_rewards(outputs, answers, lam=0, text_votes=True)
+    assert [r.reward for r in alone] == [0.0, 1.0] and alone[0].format_ok and alone[0].label == "6"
+
+
+def test_format_penalty_puts_bad_format_below_a_gated_question():
+    """RESULTS.md Sec. 9.6: with the gates on, a bad format and a gated question both earned 0, and the Challenger
+    drifted back to copying its prompt; --challenger-format-penalty P pays bad format -P, the gated 0."""
+    prompt = "<question>\n{The full problem statement on one or more lines}\n</question>"
+    outputs = ["no block at all", prompt, "<question>Is 2 plus 4 equal to 6?</question>",
+               "<question>What is 12 divided by 4?</question>"]
+    answers = [[], [], ["6"] * 6 + ["\\text{Yes}"] * 4, ["3"] * 5 + ["4"] * 5]
+    kw = dict(lam=0, prompt=prompt, copy_check=0.5, text_votes=True)
+    paper = rzero.challenger_rewards(outputs, answers, **kw)
+    penalised = rzero.challenger_rewards(outputs, answers, format_penalty=1.0, **kw)
+    assert [r.reward for r in paper] == [0.0, 0.0, 0.0, 1.0] and paper[1].copies_prompt and paper[2].filtered
+    assert [r.reward for r in penalised] == [-1.0, -1.0, 0.0, 1.0]
+
+
 def test_a_collapsed_batch_is_one_warning_each(capsys):
     rzero.collapse_warning("iter 2 step 7", {"mean_pairwise_bleu": 0.9, "format_ok": 1.0})
     rzero.collapse_warning("iter 2 step 8", {"mean_pairwise_bleu": 0.1, "format_ok": 1.0})
