@@ -278,8 +278,8 @@ def challenger_rewards(outputs, solver_answers, tau=0.5, lam=1.0, official=False
     max_classes classes earns what a bad format earns; r_mem against the `bank` of past questions is taken off with
     r_rep (memory_penalty); with data_filters, a question that the data set's filters drop (dataset_drop: a
     text-valued majority such as \\text{Yes}, a question naming a box) earns what a bad format earns, and with
-    text_votes so does one to which any of the m answers contains "text". format_penalty > 0: a bad format
-    (no question, or a copy) earns -format_penalty instead, below every question the gates pay 0.
+    text_votes so does one to which any of the m answers contains "text". format_penalty > 0 (the paper's reward
+    only): a bad format (no question, or a copy) earns -format_penalty instead, below the 0 of a gated question.
     official=True reproduces caller_penalty.py at HEAD: (min(p, 1-p) if the format is good else -1) - r_rep, no clamp,
     where the format is bad also when the output's last \\boxed{} is empty (a missing box passes: mathruler reads it
     as the string "None"). As in the official code, the batch clustering includes bad-format outputs as empty
@@ -301,7 +301,7 @@ def challenger_rewards(outputs, solver_answers, tau=0.5, lam=1.0, official=False
         # text_votes asks the "text" filter of every answer, not only of the majority: a yes/no question's answers
         # split by form (8, \text{Yes}, \text{True}), and that split is what r_unc would pay for (RESULTS.md 9.6)
         filtered = q is not None and ((data_filters and dataset_drop(q, v) is not None)
-                                      or (text_votes and any("text" in (a or "").lower() for a in answers)))
+                                      or (text_votes and any(map(text_valued, answers))))
         good = (q is not None and (agrees or not answer_check) and not scattered and not filtered
                 and not (official and vote.extract_boxed(text) == ""))
         mem = float(mem) if q is not None else 0.0
@@ -325,6 +325,11 @@ class SolverExample:
     challenger_answer: str | None = None  # the Challenger's own answer, where given
 
 
+def text_valued(answer):
+    """The official "text" rule, in any case: \\text{Yes}, or a unit in \\text{} (None is not text)."""
+    return "text" in (answer or "").lower()
+
+
 def dataset_drop(q, v, drop_no_answer=True, drop_proof=True, drop_box=True, drop_text=True):
     """The official upload.py and question_evaluate/evaluate.py's rule that drops question q with vote v from the
     data set, or None: no majority answer (empty or "None"), "证明" ("proof") in the question, "box" in the question,
@@ -335,7 +340,7 @@ def dataset_drop(q, v, drop_no_answer=True, drop_proof=True, drop_box=True, drop
         return "proof_in_question"
     if drop_box and "box" in q.lower():
         return "box_in_question"
-    if drop_text and "text" in v.label.lower():
+    if drop_text and text_valued(v.label):
         return "text_in_answer"
     return None
 
