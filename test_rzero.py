@@ -1414,7 +1414,8 @@ BAD_SETTINGS = [  # (flag, a bad value): every setting that can be wrong, some o
     *[(f"--{role}-{name}", value) for role in ("challenger", "solver") for name, value in ROLE_BAD],
     ("--challenger-tau", "0"), ("--challenger-tau", "1.5"), ("--challenger-lam", "-1"), ("--solver-loss-agg", "mean"),
     ("--challenger-target", "0"), ("--challenger-target", "1"), ("--challenger-copy-check", "1.5"),
-    ("--challenger-memory", "-1"), ("--challenger-max-classes", "-1"), ("--question-file", "missing.jsonl"),
+    ("--challenger-memory", "-1"), ("--challenger-max-classes", "-1"), ("--challenger-format-penalty", "-1"),
+    ("--question-file", "missing.jsonl"),
     ("--vote-temperature", "nan"),
 ]
 
