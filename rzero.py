@@ -308,7 +308,7 @@ def challenger_rewards(outputs, solver_answers, tau=0.5, lam=1.0, official=False
         if official:
             reward = (r_unc if good else -1.0) - rep - mem
         else:
-            # format_penalty < 0 keeps a gradient toward the format when the gates pay most questions 0
+            # format_penalty > 0 keeps a gradient toward the format when the gates pay most questions 0
             reward = max(0.0, r_unc - rep - mem) if good else (0.0 if q is not None else -format_penalty)
         results.append(ChallengerReward(float(reward), q is not None, q, v.p_hat, v.label, r_unc, float(rep),
                                         int(cluster), answer, agrees, copy, scattered, filtered, mem))
