@@ -1,14 +1,15 @@
-"""Benchmarks that print figures (never asserted in tests). Run with the project's environment, e.g.
+"""Benchmarks that print figures (never asserted in tests), in the project's environment:
 
-    .venv/bin/python bench.py sampler          # tokens/s: sampler.sample vs model.generate, on CPU (and GPU if any)
-    .venv/bin/python bench.py long             # a cache grown in chunks vs allocated up front: peak KV, tokens/s
-    .venv/bin/python bench.py grpo             # peak memory of chunked log-probs + backward vs naive full logits
-    .venv/bin/python bench.py bleu             # BLEU distance matrix + clustering time, vs nltk/sklearn if installed
-    .venv/bin/python bench.py dist             # tokens/s of sampling and of one GRPO step, 1 and 2 processes (CPU)
-    .venv/bin/python bench.py dist --nproc 8   # the same on 1, 2, 4 and 8 GPUs where there are GPUs
-    .venv/bin/python bench.py real             # a real model (bash run.sh fetch ...) on this CPU: sampler, bf16, GRPO
-    .venv/bin/python bench.py autocast         # the same model: a GRPO step under CPU bf16 autocast against float32
-    .venv/bin/python bench.py nucleus          # top-p on a 151,936-token vocabulary: the full sort vs candidates
+    bash run.sh bench.py sampler          # tokens/s: sampler.sample vs model.generate, on CPU (and GPU if any)
+    bash run.sh bench.py long             # a cache grown in chunks vs allocated up front: peak KV, tokens/s
+    bash run.sh bench.py grpo             # peak memory of chunked log-probs + backward vs naive full logits
+    bash run.sh bench.py bleu             # BLEU distance matrix + clustering time, vs nltk/sklearn if installed
+    bash run.sh bench.py dist             # tokens/s of sampling and of one GRPO step, 1 and 2 processes (CPU)
+    bash run.sh bench.py dist --nproc 8   # the same on 1, 2, 4 and 8 GPUs where there are GPUs
+    bash run.sh bench.py real             # a real model (bash run.sh fetch ...) on this CPU: sampler, bf16, GRPO
+    bash run.sh bench.py autocast         # the same model: a GRPO step under CPU bf16 autocast against float32
+    bash run.sh bench.py nucleus          # top-p on a 151,936-token vocabulary: the full sort vs candidates
+    bash run.sh bench.py dtypes           # bfloat16 against float32 on this CPU, and as one without native bf16
 
 Each section but `real`, `autocast` and the second half of `nucleus` builds randomly initialised models from a
 real architecture's shapes; no weights are downloaded.
@@ -26,6 +27,75 @@ import vote
 QWEN3_06B = dict(vocab_size=151936, hidden_size=1024, intermediate_size=3072, num_hidden_layers=28,
                  num_attention_heads=16, num_key_value_heads=8, head_dim=128, tie_word_embeddings=True,
                  bos_token_id=None, eos_token_id=None, pad_token_id=0)  # Qwen3-0.6B's shapes
+
+
+QWEN25_05B = dict(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
+                  num_attention_heads=14, num_key_value_heads=2, head_dim=64, tie_word_embeddings=True,
+                  bos_token_id=None, eos_token_id=None, pad_token_id=0)  # Qwen2.5-0.5B's shapes
+# How to make this CPU compute as a CPU with fewer instructions would (oneDNN's, MKL's and ATen's own kernels)
+ISA = {"native": {}, "AVX512-BF16 without AMX": dict(ONEDNN_MAX_CPU_ISA="AVX512_CORE_BF16"),
+       "AVX-512 without bf16": dict(ONEDNN_MAX_CPU_ISA="AVX512_CORE", ATEN_CPU_CAPABILITY="avx512"),
+       "AVX2": dict(ONEDNN_MAX_CPU_ISA="AVX2", MKL_ENABLE_INSTRUCTIONS="AVX2", ATEN_CPU_CAPABILITY="avx2")}
+
+
+def _dtypes_once(layers):
+    """float32 against bfloat16 on this process's CPU, each figure printed as it is measured: a matmul of
+    Qwen2.5-0.5B's MLP shape, the sampler's tokens/s and a forward and backward of GRPO's log-probs (float32 weights,
+    with and without bfloat16 autocast), on a random model of Qwen2.5-0.5B's shapes with `layers` layers."""
+    import grpo
+    import sampler
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+    say = lambda what, figure: print(f"  {what}: {figure}", flush=True)  # noqa: E731
+    x, w = torch.randn(64, 896), torch.randn(4864, 896)
+    for dtype in (torch.float32, torch.bfloat16):
+        a, b = x.to(dtype), w.to(dtype)
+        a @ b.T
+        t0 = time.perf_counter()
+        for _ in range(20):
+            a @ b.T
+        say(f"matmul 64x896 @ 896x4864, {dtype}", f"{(time.perf_counter() - t0) / 20 * 1e3:.2f} ms")
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(Qwen2Config(**{**QWEN25_05B, "num_hidden_layers": layers})).eval()
+    prompts = [list(range(10, 60 + 5 * i)) for i in range(8)]
+    for dtype in (torch.float32, torch.bfloat16):
+        model.to(dtype)
+        t0 = time.perf_counter()
+        got = sampler.sample(model, prompts, n=2, max_new_tokens=16, temperature=1.0, progress=False,
+                             generator=torch.Generator().manual_seed(0))
+        tokens = sum(len(s.tokens) for g in got for s in g)
+        say(f"sampler, 8 prompts x 2, 16 new tokens, {dtype}", f"{tokens / (time.perf_counter() - t0):.1f} tok/s")
+    model.float().train()
+    ids = torch.randint(10, 1000, (2, 128))
+    mask, resp = torch.ones_like(ids), torch.zeros_like(ids)
+    resp[:, 32:] = 1
+    for autocast in (False, True):
+        t0 = time.perf_counter()
+        with grpo._autocast(model, grpo.GRPOConfig(cpu_autocast=autocast)):
+            logp, _ = grpo.token_logprobs(model, ids, mask, resp)
+        (logp * resp).sum().backward()
+        model.zero_grad()
+        say(f"GRPO log-probs forward + backward, 2 x 128 tokens, {'bf16 autocast' if autocast else 'float32'}",
+            f"{time.perf_counter() - t0:.2f} s")
+
+
+def bench_dtypes(args):
+    """What bfloat16 costs or saves on this CPU, natively and restricted to the instructions of a CPU without native
+    bfloat16 (each in a process of its own, the restriction set before torch loads, at most --timeout seconds); the
+    rule that config.py applies (config.native_bf16) is printed with what torch reports of the CPU."""
+    import subprocess
+    import sys
+    import config
+    caps = torch.cpu.get_capabilities()
+    print(f"{caps.get('cpu_name')}, {torch.get_num_threads()} threads; amx_bf16 {caps.get('amx_bf16')}, avx512_bf16 "
+          f"{caps.get('avx512_bf16')}: config.native_bf16 -> {config.native_bf16(caps)}", flush=True)
+    for name, env in ISA.items():
+        print(f"{name} {env or ''}", flush=True)
+        try:
+            subprocess.run([sys.executable, "-c", f"import bench; bench._dtypes_once({args.layers})"],
+                           env={**os.environ, **env}, cwd=os.path.dirname(os.path.abspath(__file__)),
+                           timeout=args.timeout)
+        except subprocess.TimeoutExpired:
+            print(f"  (stopped after {args.timeout} s)", flush=True)
 
 
 def _sync(device):
@@ -271,7 +341,7 @@ def _questions(B, seed=0):
 
 def bench_bleu(args):
     import numpy as np
-    import rzero
+    import bleu
     try:
         from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
         from sklearn.cluster import AgglomerativeClustering
@@ -282,9 +352,9 @@ def bench_bleu(args):
     for B in (512, 2048):
         qs = _questions(B)
         t0 = time.perf_counter()
-        d = rzero.bleu_distance_matrix(qs)
+        d = bleu.bleu_distance_matrix(qs)
         t1 = time.perf_counter()
-        ours = rzero.average_linkage_clusters(d, 0.5)
+        ours = bleu.average_linkage_clusters(d, 0.5)
         ours_s = time.perf_counter() - t0
         print(f"B={B} ({np.mean([len(q.split()) for q in qs]):.0f} words/question): distance matrix {t1 - t0:.2f} s, "
               f"clustering {ours_s - (t1 - t0):.2f} s, total {ours_s:.2f} s, {ours.max() + 1} clusters")
@@ -390,7 +460,6 @@ def _real_grpo_step(model_dir, prompts, stop, autocast, queue):
     import resource
     import dist
     import grpo
-    import rzero
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
     hf_logging.disable_progress_bar()
@@ -401,7 +470,7 @@ def _real_grpo_step(model_dir, prompts, stop, autocast, queue):
                          generator=torch.Generator().manual_seed(0))
     responses = [s.tokens for g in groups for s in g]
     rewards = torch.tensor([[float(len(s.tokens) % 3 == 0) for s in g] for g in groups])  # a stand-in reward
-    batch = rzero.make_rollouts([p for p in prompts for _ in range(4)], responses, grpo.group_advantages(rewards)
+    batch = grpo.make_rollouts([p for p in prompts for _ in range(4)], responses, grpo.group_advantages(rewards)
                                 .flatten(), 0, "cpu")
     cfg = grpo.GRPOConfig(lr=1e-6, kl_coef=0.01, mini_batch=len(responses), micro_batch=4, cpu_autocast=autocast)
     opt = grpo.make_optimizer(model, cfg)
@@ -491,7 +560,6 @@ def bench_autocast(args):
     import dist
     import evaluation
     import grpo
-    import rzero
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
     hf_logging.disable_progress_bar()
@@ -506,7 +574,7 @@ def bench_autocast(args):
                                                    r["answer"])) for s in g] for g, r in zip(groups, rows)])
     if (rewards == rewards[:, :1]).all():  # no group differs: a stand-in reward, so that the gradient is not 0
         rewards = torch.tensor([[float(len(s.tokens) % 3 == 0) for s in g] for g in groups])
-    batch = rzero.make_rollouts([p for p in prompts for _ in range(4)], [s.tokens for g in groups for s in g],
+    batch = grpo.make_rollouts([p for p in prompts for _ in range(4)], [s.tokens for g in groups for s in g],
                                 grpo.group_advantages(rewards).flatten(), 0, "cpu")
     mask = batch.response_mask.bool()
     print(f"CPU ({torch.get_num_threads()} threads), {args.model}: 4 GSM8K train questions x 4 rollouts, "
@@ -586,16 +654,19 @@ def bench_nucleus(args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["sampler", "long", "grpo", "bleu", "dist", "real", "autocast", "nucleus"])
+    parser.add_argument("what", choices=["sampler", "long", "grpo", "bleu", "dist", "real", "autocast", "nucleus",
+                                         "dtypes"])
     parser.add_argument("--reps", type=int, default=1, help="timed repetitions")
     parser.add_argument("--nproc", type=int, default=8, help="dist on GPUs: the most processes (one per GPU)")
     parser.add_argument("--rows", type=int, default=512, help="long: rows in the workload")
     parser.add_argument("--max-new", type=int, default=128, help="nucleus: new tokens of each rollout")
+    parser.add_argument("--layers", type=int, default=2, help="dtypes: layers of the Qwen2.5-0.5B-shaped model")
+    parser.add_argument("--timeout", type=int, default=300, help="dtypes: seconds for each instruction set")
     parser.add_argument("--model", default=os.path.join("cache", "qwen2.5-coder-0.5b-instruct"),
                         help="real, autocast, nucleus: a model folder")
     args = parser.parse_args()
     run = {"sampler": bench_sampler, "long": bench_long, "grpo": bench_grpo, "bleu": bench_bleu, "dist": bench_dist,
-           "real": bench_real, "autocast": bench_autocast, "nucleus": bench_nucleus}
+           "real": bench_real, "autocast": bench_autocast, "nucleus": bench_nucleus, "dtypes": bench_dtypes}
     run[args.what](args)
 
 

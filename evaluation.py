@@ -1,9 +1,9 @@
 """Evaluation as the paper reports it (paper Sec. 4.1, Tables 1-2; PAPER.md Sec. 6), and the chat
 prompts that every stage shares.
 
-    python evaluation.py convert gsm8k ~/downloads/gsm8k-test.jsonl evals/gsm8k.jsonl
+    bash run.sh evaluation.py convert gsm8k ~/downloads/gsm8k-test.jsonl evals/gsm8k.jsonl
     bash run.sh --model /path/to/Qwen3-4B-Base --eval-file evals/      # each .jsonl in the folder is a benchmark
-    python evaluation.py report runs/4b/iter1/solver evals/               # one model, the same table, no training
+    bash run.sh evaluation.py report runs/4b/iter1/solver evals/       # one model, the same table, no training
 
 A benchmark is a JSONL file named after it, of one kind of row:
 - math: {"question", "answer"}, and "level" where accuracy per level is wanted (the tiny world's test set);

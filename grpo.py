@@ -69,10 +69,25 @@ class Rollouts:
                           ("input_ids", "attention_mask", "response_mask", "advantages", "old_logprobs")))
 
 
+def make_rollouts(prompts, responses, advantages, pad_id, device):
+    """grpo.Rollouts from token-id lists: prompt + response per row, right-padded."""
+    T = max(len(p) + len(r) for p, r in zip(prompts, responses))
+    ids = torch.full((len(prompts), T), pad_id, dtype=torch.long)  # (B, T)
+    attn, resp = torch.zeros_like(ids), torch.zeros_like(ids)
+    for i, (p, r) in enumerate(zip(prompts, responses)):
+        ids[i, :len(p) + len(r)] = torch.tensor(p + r)
+        attn[i, :len(p) + len(r)] = 1
+        resp[i, len(p):len(p) + len(r)] = 1
+    return Rollouts(ids.to(device), attn.to(device), resp.to(device), advantages.float().to(device))
+
+
 def group_advantages(rewards, scale_std=True, eps=1e-6):
-    """rewards (G, n): n rollouts of each of G prompts -> advantages (G, n). Equal rewards in a group give 0."""
+    """rewards (G, n): n rollouts of each of G prompts -> advantages (G, n). A group whose rewards are all equal
+    gets exactly 0: in float32 the mean of eight rewards of 0.3 is one ulp off, which the plain formula (and the
+    official trainer) divides by the group's std (0) + eps into +0.03 for every row, an artefact that would train."""
     rewards = rewards.float()
     centred = rewards - rewards.mean(dim=1, keepdim=True)
+    centred = centred.masked_fill((rewards == rewards[:, :1]).all(dim=1, keepdim=True), 0.0)
     if rewards.shape[1] < 2:
         return torch.zeros_like(rewards)
     if not scale_std:
@@ -138,7 +153,7 @@ def k3_kl(logp, ref_logp):
 def policy_loss(logp, old_logp, advantages, cfg, ref_logp=None):
     """Per-token loss (B, T) of the clipped surrogate (+ KL), and the (B, T) mask of tokens whose ratio was clipped."""
     A = advantages[:, None]  # (B, 1)
-    log_ratio = (logp - old_logp).clamp(-20.0, 20.0)
+    log_ratio = logp - old_logp  # unclamped, as the official trainer
     ratio = log_ratio.exp()
     clipped = log_ratio.clamp(math.log(1 - cfg.clip_low), math.log(1 + cfg.clip_high)).exp()
     surrogate = torch.maximum(-A * ratio, -A * clipped)  # PPO: the pessimistic of the two

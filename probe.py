@@ -1,9 +1,9 @@
 """What a real model does with R-Zero's prompts and how far its votes can be trusted, measured with the loop's own
 functions (RESULTS.md Sec. 9). Each subcommand takes rzero's flags after its own (`--m`, `--band`, ...).
 
-    python probe.py challenger MODEL --samples 64 [rzero flags]    # the paper's Challenger prompt: format kept?
-    python probe.py votes MODEL data/gsm8k/gsm8k-train.jsonl [rzero flags]   # pseudo-labels against exact answers
-    python probe.py votes MODEL --rows votes.jsonl                  # the table again, from an earlier --out
+    bash run.sh probe.py challenger MODEL --samples 64 [rzero flags]    # the paper's Challenger prompt: format kept?
+    bash run.sh probe.py votes MODEL data/gsm8k/gsm8k-train.jsonl [rzero flags]   # pseudo-labels against exact answers
+    bash run.sh probe.py votes MODEL --rows votes.jsonl                  # the table again, from an earlier --out
 
 `challenger` samples the Challenger prompt of PAPER.md Sec. 2.1 as the Challenger's GRPO does (its temperature,
 top-p and token limit) and counts the responses that hold a `<question>` block (the format the reward checks), and
@@ -17,9 +17,11 @@ import argparse
 import json
 import sys
 import time
+import types
 
 import config
 import dist
+import runfolder
 import rzero
 import vote
 from evaluation import encode, read_benchmark, render, stop_ids
@@ -29,12 +31,12 @@ FILTERS = {"the paper's band, 0.25-0.75": dict(band=(0.25, 0.75)),
 
 
 def challenger(cfg, ch, world, samples):
-    model, tok = rzero.load_model(cfg.model, cfg, rzero.sample_dtype(cfg))
+    model, tok = runfolder.load_model(cfg.model, cfg, runfolder.sample_dtype(cfg))
     prompt = encode(tok, render(tok, world.prompts.challenger_system, world.prompts.challenger_user))
     t0 = time.time()
     outs = dist.sample(model, [prompt], n=samples, max_new_tokens=ch.max_new_tokens, temperature=ch.temperature,
-                       top_p=ch.top_p, stop_ids=stop_ids(model, tok), generator=rzero.generator(cfg, "probe"),
-                       desc="Challenger prompt", **rzero.limits(cfg))[0]
+                       top_p=ch.top_p, stop_ids=stop_ids(model, tok), generator=runfolder.generator(cfg, "probe"),
+                       desc="Challenger prompt", **runfolder.limits(cfg))[0]
     seconds = time.time() - t0
     rows = [{"response": tok.decode(o.tokens, skip_special_tokens=True), "tokens": len(o.tokens), "finish": o.finish}
             for o in outs]
@@ -56,11 +58,12 @@ def votes(cfg, sv, world, path):
     if bench.kind != "math":
         raise SystemExit(f"probe.py: {path} is not a math benchmark")
     questions, truths = [r["question"] for r in bench.rows], [r["answer"] for r in bench.rows]
-    model, tok = rzero.load_model(cfg.model, cfg, rzero.sample_dtype(cfg))
+    model, tok = runfolder.load_model(cfg.model, cfg, runfolder.sample_dtype(cfg))
     t0 = time.time()
-    answers, vs = rzero.label_votes(model, tok, world, cfg, sv, questions, rzero.generator(cfg, "probe"),
-                                    desc=f"{bench.name}: {rzero.label_m(cfg)} answers each")
-    print(f"{len(questions)} questions x {rzero.label_m(cfg)} answers in {time.time() - t0:.0f} s")
+    run = types.SimpleNamespace(cfg=cfg, sv=sv, world=world)  # what rzero.label_votes reads of a run
+    answers, vs = rzero.label_votes(model, tok, run, questions, runfolder.generator(cfg, "probe"),
+                                    desc=f"{bench.name}: {cfg.label_m or cfg.m} answers each")
+    print(f"{len(questions)} questions x {cfg.label_m or cfg.m} answers in {time.time() - t0:.0f} s")
     return [{"question": q, "answer": t, "votes": a, "label": v.label, "p_hat": v.p_hat, "classes": len(v.sizes),
              "label_correct": vote.equivalent(v.label, t)} for q, t, a, v in zip(questions, truths, answers, vs)]
 
@@ -108,7 +111,7 @@ def main(argv=None):
     if args.rows:
         with open(args.rows) as f:
             rows = [json.loads(line) for line in f]
-        return vote_table(rows, rzero.label_m(cfg))
+        return vote_table(rows, cfg.label_m or cfg.m)
     world = rzero.make_world(cfg)
     rows = (challenger(cfg, ch, world, args.samples) if args.what == "challenger"
             else votes(cfg, sv, world, args.questions))
@@ -116,7 +119,7 @@ def main(argv=None):
         with open(args.out, "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in rows)
     if args.what == "votes":
-        vote_table(rows, rzero.label_m(cfg))
+        vote_table(rows, cfg.label_m or cfg.m)
 
 
 if __name__ == "__main__":

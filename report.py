@@ -1,8 +1,10 @@
-"""See a run: its metrics streamed to TensorBoard or Weights & Biases while it goes, and figures of finished runs.
+"""See a run: its metrics streamed to TensorBoard or Weights & Biases while it goes, what its Challenger writes
+(`diversity`, `collapse_warning`), its summary tables (`summarize`: summary.json and summary.md) and figures of
+finished runs.
 
     bash run.sh --report-to tensorboard             # then: tensorboard --logdir runs/
     WANDB_MODE=offline bash run.sh --report-to wandb
-    python report.py plot runs/a runs/b --out runs.png
+    bash run.sh report.py plot runs/a runs/b --out runs.png
 
 What goes out (rank 0 only), each value as the run writes it: every per-step metric of both roles, as
 `challenger/reward`, `solver/kl`, ..., over a step that keeps rising across iterations ((iteration - 1) x the role's
@@ -23,15 +25,21 @@ import os
 import sys
 import uuid
 
+from tqdm import tqdm
+
+import bleu
 import dist
-from runfolder import RZeroError, read_json, read_jsonl, write_json
+import evaluation
+from evaluation import encode
+from runfolder import RZeroError, read_json, read_jsonl, write_file, write_json
 
 
 class Tracker:
     """Where a run's metrics go: nowhere, TensorBoard or W&B. `send` skips what report.json says was sent."""
 
-    def __init__(self, backend, out, settings=None):
+    def __init__(self, backend, out, settings=None, steps=None):
         self.backend = backend if dist.is_main() else "none"
+        self.steps = steps or {}  # GRPO steps per iteration of each role: {"challenger": 5, "solver": 15}
         self.path, self.writer, self.run = os.path.join(out, "report.json"), None, None
         self.ledger = read_json(self.path) if self.backend != "none" and os.path.exists(self.path) else {"sent": {}}
         if self.backend == "tensorboard":
@@ -68,20 +76,23 @@ class Tracker:
         self.ledger["sent"][group] = step
         write_json(self.path, self.ledger)
 
-    def steps(self, role, it, steps_per_iteration, path):
-        """A finished stage's per-step metrics (a JSONL), those not yet sent: a stage found done on resume."""
-        if self.backend != "none" and os.path.exists(path):  # a Solver carried over wrote none
-            for row in read_jsonl(path):
-                self.send(role, (it - 1) * steps_per_iteration + row["step"], row)
+    def log_step(self, role, it, row):
+        """One GRPO step's metrics, at the role's step counted across iterations."""
+        self.send(role, (it - 1) * self.steps[role] + row["step"], row)
 
-    def summary(self, group, it, path):
-        if self.backend != "none":
-            self.send(group, it, read_json(path))
-
-    def evaluation(self, it, path):
-        """A stage's eval.json: each benchmark's scores, the averages and the seconds, at step = iteration."""
-        if self.backend != "none":
-            ev = read_json(path)
+    def stage(self, name, it, folder):
+        """A finished stage's metrics from the files it wrote, those not yet sent (a stage found done on resume sends
+        them now): a role's per-step rows, a data set's stats, an evaluation's scores (each benchmark's, the
+        averages and the seconds, at step = iteration)."""
+        if self.backend == "none":
+            return
+        if name in self.steps:  # a Solver carried over wrote no metrics
+            for row in read_jsonl(os.path.join(folder, f"{name}_metrics.jsonl")):
+                self.log_step(name, it, row)
+        elif name == "dataset":
+            self.send("dataset", it, read_json(os.path.join(folder, "dataset_stats.json")))
+        elif name == "eval":
+            ev = read_json(os.path.join(folder, "eval.json"))
             self.send("eval", it, {**{name: t["all"] for name, t in ev["benchmarks"].items()}, **ev["averages"],
                                    "seconds": ev["seconds"]})
 
@@ -90,6 +101,123 @@ class Tracker:
             self.writer.close()
         if self.run is not None:
             self.run.finish()
+
+# ----------------------------------------------------------------------------- what the Challenger writes
+
+
+def diversity(world, tokenizer, questions, sample=512):
+    """Distinct token 2-grams per question, mean pairwise BLEU (whitespace words, on up to `sample` questions) and,
+    in the tiny world, distinct expression shapes: a Challenger that collapses onto one kind of question shows
+    here (follow-up work, arXiv 2604.03472, found that collapse is what stalls the loop)."""
+    qs = [q for q in questions if q]
+    if not qs:
+        return {"distinct_2grams_per_q": 0.0, "mean_pairwise_bleu": 0.0}
+    bigrams = {tuple(ids[i:i + 2]) for ids in (encode(tokenizer, q) for q in qs) for i in range(len(ids) - 1)}
+    out = {"distinct_2grams_per_q": len(bigrams) / len(qs), "mean_pairwise_bleu": bleu.mean_pairwise_bleu(qs[:sample])}
+    if world.shape:
+        out["distinct_shapes"] = len({world.shape(q) for q in qs})
+    return out
+
+
+def collapse_warning(where, stats):
+    """One line on stderr when a batch's questions are near copies of each other (mean pairwise BLEU above 0.5, the
+    clustering's threshold): the collapse of RESULTS.md Sec. 9.4, which the batch penalty cannot undo once every
+    question is the same (a group of equal rewards has no gradient)."""
+    if stats.get("mean_pairwise_bleu", 0.0) > 0.5 and dist.is_main():
+        tqdm.write(f"rzero: warning: {where}: the Challenger's questions are near copies of each other (mean pairwise "
+                   f"BLEU {stats['mean_pairwise_bleu']:.2f}; RESULTS.md Sec. 9.4)", file=sys.stderr)
+
+
+# ----------------------------------------------------------------------------- the summary tables of a run
+
+
+def summarize(cfg):
+    """The final tables, from the files the stages wrote: summary.json and summary.md in the output folder."""
+    k, rows, tables, base = cfg.eval_k, [], {}, {}
+    for it in range(0, cfg.iterations + 1):
+        d = os.path.join(cfg.out, "base" if it == 0 else f"iter{it}")
+        ev = read_json(os.path.join(d, "eval.json")) if os.path.exists(os.path.join(d, "eval.json")) else {}
+        row = {"iteration": "base" if it == 0 else it}
+        base = ev.get("right", {}) if it == 0 else base
+        if it and ev.get("right"):  # [points, paired standard error] against the base, the same questions
+            row["change_vs_base"] = {name: list(evaluation.paired_change(base[name], marks))
+                                     for name, marks in ev["right"].items() if len(base.get(name, ())) == len(marks)}
+        if ev:
+            bench = ev["benchmarks"]
+            tables[iteration_name(row["iteration"])] = bench
+            row.update({m: {name: t["all"][m] for name, t in bench.items()}
+                        for m in ("greedy", *((f"mean@{k}", f"maj@{k}") if k else ()))})
+            row["averages"] = ev["averages"]
+            row["levels_greedy"] = {name: {lv: r["greedy"] for lv, r in t["levels"].items()}
+                                    for name, t in bench.items()}
+        if it:
+            ds = read_json(os.path.join(d, "dataset_stats.json"))
+            chm = read_jsonl(os.path.join(d, "challenger_metrics.jsonl"))
+            sm = read_jsonl(os.path.join(d, "solver_metrics.jsonl"))
+            row.update({"label_accuracy": ds.get("label_accuracy"), "in_band_before": chm[0].get("in_band")
+                        if chm else None, "in_band_after": ds.get("in_band"), "dataset": ds["kept"],
+                        **{key: ds.get(key) for key in ("difficulty", "distinct_2grams_per_q", "mean_pairwise_bleu",
+                                                        "distinct_shapes")},
+                        "seconds": {"challenger": round(sum(r["seconds"] for r in chm), 1),
+                                    "dataset": ds["seconds"], "solver": round(sum(r["seconds"] for r in sm), 1),
+                                    "eval": ev.get("seconds")}})
+        rows.append(row)
+    write_json(os.path.join(cfg.out, "summary.json"), rows)
+    md = markdown_tables(rows, tables, k)
+    write_file(os.path.join(cfg.out, "summary.md"), md)
+    return md
+
+
+def iteration_name(iteration):
+    return "base" if iteration == "base" else f"iter {iteration}"
+
+
+def markdown_tables(rows, tables, k):
+    def fmt(v, pct=False, spec=".3g"):
+        if v is None:
+            return "–"
+        return f"{100 * v:.0f}%" if pct else format(v, spec) if isinstance(v, float) else str(v)
+    lines = []
+    if tables:
+        lines += ["Greedy accuracy (%), as the paper reports it:", "", evaluation.format_table(tables)]
+    names = list(dict.fromkeys(n for r in rows for n in r.get("greedy", {})))
+    if any(r.get("change_vs_base") for r in rows):
+        lines += ["Change in greedy accuracy against the base (points ± paired standard error):", "",
+                  "| | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
+        for r in rows:
+            if r.get("change_vs_base"):
+                cells = [f"{c[0]:+.1f} ± {c[1]:.1f}" if (c := r["change_vs_base"].get(n)) else "–" for n in names]
+                lines.append(f"| {iteration_name(r['iteration'])} | " + " | ".join(cells) + " |")
+        lines.append("")
+    if k and names:
+        lines += [f"mean@{k} / maj@{k} (%):", "", "| | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
+        for r in rows:
+            if f"mean@{k}" in r:
+                cells = [f"{fmt(r[f'mean@{k}'].get(n), spec='.1f')} / {fmt(r[f'maj@{k}'].get(n), spec='.1f')}"
+                         for n in names]
+                lines.append(f"| {iteration_name(r['iteration'])} | " + " | ".join(cells) + " |")
+        lines.append("")
+    head = ["iter", "labels right", "in band before→after", "data set", "difficulty", "2-grams/q", "pairwise BLEU",
+            "shapes", "seconds (C / D / S / E)"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        s = r.get("seconds", {})
+        band = (f"{fmt(r.get('in_band_before'), True)}→{fmt(r.get('in_band_after'), True)}" if "dataset" in r
+                else "–")
+        cells = [iteration_name(r["iteration"]), fmt(r.get("label_accuracy"), True), band, fmt(r.get("dataset")),
+                 fmt(r.get("difficulty")), fmt(r.get("distinct_2grams_per_q")), fmt(r.get("mean_pairwise_bleu")),
+                 fmt(r.get("distinct_shapes")),
+                 " / ".join(fmt(s.get(x)) for x in ("challenger", "dataset", "solver", "eval")) if s else "–"]
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
+    for name in names:
+        levels = sorted({lv for r in rows for lv in r.get("levels_greedy", {}).get(name, {})})
+        if levels:
+            lines += ["", f"Greedy accuracy (%) per level, {name}:", "", "| iter | " + " | ".join(levels) + " |",
+                      "|" + "---|" * (len(levels) + 1)]
+            lines += ["| " + " | ".join([iteration_name(r["iteration"])] + [
+                fmt(r["levels_greedy"][name].get(lv), spec=".0f") for lv in levels]) + " |"
+                      for r in rows if name in r.get("levels_greedy", {})]
+    return "\n".join(lines) + "\n"
 
 # ----------------------------------------------------------------------------- figures of finished runs
 

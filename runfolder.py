@@ -1,23 +1,35 @@
-"""The run folder: every file a run writes, written whole or not at all, the record of each finished stage, and
-the summary tables. rzero.py's stages call these; nothing here knows what a stage computes.
+"""The run folder and the engineering around Algorithm 1: nothing here knows what a stage computes.
 
-A file is written under a temporary name and renamed into place, by rank 0 only, so a killed run never leaves half
-a file. A stage's record (`file_record`) names each file the stage wrote with its size and sha256; it is written
-last, so a stage counts as done only when its record exists and its files still match it (`record_mismatch`).
-Every failed read or write becomes one line (`io_error`): the file, the cause, and that the same command resumes.
-One run at a time writes a folder: `take_lock` before anything is written there, `release_lock` at the end.
+- `Run`: one run in its folder. `Run.stage` runs a stage of rzero.py unless its record says it is done, then
+  records it and sends its metrics to the tracker (report.py). Entering a Run takes the folder's lock and checks
+  config.json against the command's settings (`settings_diff`, `HOW_IT_RUNS`).
+- Files: written under a temporary name and renamed into place, by rank 0 only, so a killed run never leaves half a
+  file. A stage's record (`file_record`) names each file the stage wrote with its size and sha256; it is written
+  last, so a stage counts as done only when its record exists and its files still match it (`record_mismatch`).
+- One run at a time writes a folder: `take_lock` before anything is written there, `release_lock` at the end.
+- Models: `load_model` (sharded inside a process group) and `save_model` (whole, atomic); each stage's seeds.
+- The way out: `one_line_errors` turns every failure into one line and an exit status (`io_error`: the file, the
+  cause, and that the same command resumes); `cli` is a command's entry, torchrun's included.
 """
+import contextlib
 import hashlib
 import json
 import os
 import re
+import shutil
+import signal
 import socket
 import sys
 import time
 import uuid
+import zlib
+from dataclasses import fields
 
+import torch
+
+import config
 import dist
-import evaluation
+import sampler
 
 
 class RZeroError(Exception):
@@ -203,91 +215,287 @@ def read_jsonl(path):
     with open(path) as f:
         return [json.loads(line) for line in f]
 
-
-def summarize(cfg):
-    """The final tables, from the files the stages wrote: summary.json and summary.md in the output folder."""
-    k, rows, tables, base = cfg.eval_k, [], {}, {}
-    for it in range(0, cfg.iterations + 1):
-        d = os.path.join(cfg.out, "base" if it == 0 else f"iter{it}")
-        ev = read_json(os.path.join(d, "eval.json")) if os.path.exists(os.path.join(d, "eval.json")) else {}
-        row = {"iteration": "base" if it == 0 else it}
-        base = ev.get("right", {}) if it == 0 else base
-        if it and ev.get("right"):  # [points, paired standard error] against the base, the same questions
-            row["change_vs_base"] = {name: list(evaluation.paired_change(base[name], marks))
-                                     for name, marks in ev["right"].items() if len(base.get(name, ())) == len(marks)}
-        if ev:
-            bench = ev["benchmarks"]
-            tables[iteration_name(row["iteration"])] = bench
-            row.update({m: {name: t["all"][m] for name, t in bench.items()}
-                        for m in ("greedy", *((f"mean@{k}", f"maj@{k}") if k else ()))})
-            row["averages"] = ev["averages"]
-            row["levels_greedy"] = {name: {lv: r["greedy"] for lv, r in t["levels"].items()}
-                                    for name, t in bench.items()}
-        if it:
-            ds = read_json(os.path.join(d, "dataset_stats.json"))
-            chm = read_jsonl(os.path.join(d, "challenger_metrics.jsonl"))
-            sm = read_jsonl(os.path.join(d, "solver_metrics.jsonl"))
-            row.update({"label_accuracy": ds.get("label_accuracy"), "in_band_before": chm[0].get("in_band")
-                        if chm else None, "in_band_after": ds.get("in_band"), "dataset": ds["kept"],
-                        **{key: ds.get(key) for key in ("difficulty", "distinct_2grams_per_q", "mean_pairwise_bleu",
-                                                        "distinct_shapes")},
-                        "seconds": {"challenger": round(sum(r["seconds"] for r in chm), 1),
-                                    "dataset": ds["seconds"], "solver": round(sum(r["seconds"] for r in sm), 1),
-                                    "eval": ev.get("seconds")}})
-        rows.append(row)
-    write_json(os.path.join(cfg.out, "summary.json"), rows)
-    md = markdown_tables(rows, tables, k)
-    write_file(os.path.join(cfg.out, "summary.md"), md)
-    return md
+# ----------------------------------------------------------------------------- models: load, save, dtypes, seeds
 
 
-def iteration_name(iteration):
-    return "base" if iteration == "base" else f"iter {iteration}"
+def compute_dtype(cfg):
+    return torch.bfloat16 if cfg.device.startswith("cuda") else getattr(torch, cfg.dtype)
 
 
-def markdown_tables(rows, tables, k):
-    def fmt(v, pct=False, spec=".3g"):
-        if v is None:
-            return "–"
-        return f"{100 * v:.0f}%" if pct else format(v, spec) if isinstance(v, float) else str(v)
-    lines = []
-    if tables:
-        lines += ["Greedy accuracy (%), as the paper reports it:", "", evaluation.format_table(tables)]
-    names = list(dict.fromkeys(n for r in rows for n in r.get("greedy", {})))
-    if any(r.get("change_vs_base") for r in rows):
-        lines += ["Change in greedy accuracy against the base (points ± paired standard error):", "",
-                  "| | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
-        for r in rows:
-            if r.get("change_vs_base"):
-                cells = [f"{c[0]:+.1f} ± {c[1]:.1f}" if (c := r["change_vs_base"].get(n)) else "–" for n in names]
-                lines.append(f"| {iteration_name(r['iteration'])} | " + " | ".join(cells) + " |")
-        lines.append("")
-    if k and names:
-        lines += [f"mean@{k} / maj@{k} (%):", "", "| | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
-        for r in rows:
-            if f"mean@{k}" in r:
-                cells = [f"{fmt(r[f'mean@{k}'].get(n), spec='.1f')} / {fmt(r[f'maj@{k}'].get(n), spec='.1f')}"
-                         for n in names]
-                lines.append(f"| {iteration_name(r['iteration'])} | " + " | ".join(cells) + " |")
-        lines.append("")
-    head = ["iter", "labels right", "in band before→after", "data set", "difficulty", "2-grams/q", "pairwise BLEU",
-            "shapes", "seconds (C / D / S / E)"]
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        s = r.get("seconds", {})
-        band = (f"{fmt(r.get('in_band_before'), True)}→{fmt(r.get('in_band_after'), True)}" if "dataset" in r
-                else "–")
-        cells = [iteration_name(r["iteration"]), fmt(r.get("label_accuracy"), True), band, fmt(r.get("dataset")),
-                 fmt(r.get("difficulty")), fmt(r.get("distinct_2grams_per_q")), fmt(r.get("mean_pairwise_bleu")),
-                 fmt(r.get("distinct_shapes")),
-                 " / ".join(fmt(s.get(x)) for x in ("challenger", "dataset", "solver", "eval")) if s else "–"]
-        lines.append("| " + " | ".join(map(str, cells)) + " |")
-    for name in names:
-        levels = sorted({lv for r in rows for lv in r.get("levels_greedy", {}).get(name, {})})
-        if levels:
-            lines += ["", f"Greedy accuracy (%) per level, {name}:", "", "| iter | " + " | ".join(levels) + " |",
-                      "|" + "---|" * (len(levels) + 1)]
-            lines += ["| " + " | ".join([iteration_name(r["iteration"])] + [
-                fmt(r["levels_greedy"][name].get(lv), spec=".0f") for lv in levels]) + " |"
-                      for r in rows if name in r.get("levels_greedy", {})]
-    return "\n".join(lines) + "\n"
+def sample_dtype(cfg):
+    return getattr(torch, cfg.sample_dtype)
+
+
+def limits(cfg):
+    """The sampler's settings of precision, memory and speed, as dist.sample's keyword arguments."""
+    return dict(dtype=sample_dtype(cfg), max_rows=cfg.max_rows, kv_cache_gb=cfg.kv_cache_gb, compile=cfg.compile)
+
+
+def load_model(path, cfg, dtype=None):
+    """A role's model on this rank: FSDP2-sharded inside a process group (dist.py), else whole on cfg.device.
+    A trained model keeps cfg.dtype (the master weights, the default); a frozen one needs no master copy: the KL
+    reference is held in the compute dtype, a model that only samples (a Solver that votes or answers, the
+    Challenger that writes the candidates) in the sampling dtype."""
+    from safetensors import SafetensorError
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()  # its loading bars would bury the stage lines
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or getattr(torch, cfg.dtype))
+    except (OSError, ValueError, SafetensorError) as e:
+        raise RZeroError(f"cannot load a model from {path!r}: {str(e).strip().splitlines()[0]}") from None
+    model = dist.shard(model, compute_dtype(cfg)) if dist.active() else model.to(cfg.device)
+    return model.eval(), tokenizer
+
+
+def save_model(model, tokenizer, path):
+    """A safetensors model folder that AutoModelForCausalLM.from_pretrained loads, written by rank 0 under a
+    temporary name and renamed into place, so a killed run never leaves half a checkpoint. A sharded model is
+    gathered first (every rank takes part) and saved whole, in its master dtype."""
+    from safetensors import SafetensorError
+    state = dist.full_state_dict(model) if dist.sharded(model) else None
+    if not dist.is_main():
+        return
+    tmp = f"{path}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        model.save_pretrained(tmp, state_dict=state)
+        tokenizer.save_pretrained(tmp)
+        shutil.rmtree(path, ignore_errors=True)
+        os.replace(tmp, path)
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, (OSError, SafetensorError)):
+            raise io_error(path, e) from None
+        raise
+
+
+def stage_seed(cfg, *names):
+    """Each stage seeds its own randomness from the run seed and its name, so a resumed run redoes a stage
+    exactly as an uninterrupted run would."""
+    return zlib.crc32(repr((cfg.seed,) + names).encode())
+
+
+def generator(cfg, *names):
+    """The stage's generator on this rank: rank 0 keeps the stage's seed, so one process draws exactly what it
+    always did; the others derive their own (the same seed would give every rank the same samples)."""
+    seed, r = stage_seed(cfg, *names), dist.rank()
+    return torch.Generator(cfg.device).manual_seed(seed if r == 0 else zlib.crc32(repr((seed, r)).encode()))
+
+# ----------------------------------------------------------------------------- the run and its stages
+
+
+def log(line):
+    if dist.is_main():
+        print(line, flush=True)
+
+
+def peak_memory(cuda, reset=False):
+    """The most memory this process held since the last reset, in GB (10^9 bytes): the GPU allocator's on a GPU,
+    else the resident set (Linux's VmHWM, which /proc/self/clear_refs resets); None where neither can be read."""
+    if cuda:
+        if reset:
+            torch.cuda.reset_peak_memory_stats()
+        return round(torch.cuda.max_memory_allocated() / 1e9, 2)
+    try:
+        if reset:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+        with open("/proc/self/status") as f:
+            return round(next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) * 1024 / 1e9, 2)
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
+# The settings that decide how a run goes, not what it computes: a run folder resumes, moves or extends under other
+# values of these. Row limits, device and process count batch the samples otherwise, device and dtypes round them
+# otherwise, and --cpu-autocast GRPO's gradients (cosine 0.999 to float32's, RESULTS.md Sec. 9.6): the same
+# experiment, not the same bits. Each evaluation records its own settings (a change evaluates again); every other
+# setting decides the results and must match to resume.
+HOW_IT_RUNS = {"out", "iterations", "device", "sample_dtype", "max_rows", "kv_cache_gb", "compile",
+               "grad_checkpointing", "cpu_autocast", "report_to", "force_lock"}
+EVALUATION = {"eval_file", "eval_k", "eval_max_new_tokens", "eval_choice_max_new_tokens"}
+
+
+def defining(cfg, ch, sv):
+    """{flag: value} of every setting that decides what the run computes (JSON values, as config.json holds them)."""
+    return {config.flag(prefix, f.name): list(v) if isinstance(v := getattr(c, f.name), tuple) else v
+            for (prefix, _, _), c in zip(config.ROLES, (cfg, ch, sv)) for f in fields(c)
+            if c is not cfg or f.name not in HOW_IT_RUNS | EVALUATION}
+
+
+def settings_diff(old, new):
+    """Each setting that decides the results and differs between a run folder's config.json and this command."""
+    if "defining" not in old:
+        return ["its config.json was written by an older rzero: rerun it with that version, or pick another --out"]
+    a, b = {**old["defining"], "base model": old["base"]}, {**new["defining"], "base model": new["base"]}
+    return [f"{k}: this command {b.get(k)!r}, the run {a.get(k)!r}" for k in sorted(a.keys() | b.keys())
+            if a.get(k) != b.get(k)]
+
+
+def stage_files(folder, name):
+    """What stage `name` wrote in its folder: `name` itself and every `name_*` or `name.*` file, not its record and
+    not a temporary (challenger/, challenger_metrics.jsonl, ...; dataset.jsonl, dataset_stats.json; eval.json)."""
+    return sorted(os.path.join(folder, f) for f in os.listdir(folder)
+                  if (f == name or f.startswith((name + "_", name + "."))) and f != f"{name}.record.json"
+                  and not f.endswith(".tmp"))
+
+
+class Run:
+    """One run in its folder. Entered, rank 0 holds the folder's lock (take_lock) and config.json must agree with
+    this command on every setting that decides the results (HOW_IT_RUNS lists those that may differ: the
+    folder's place, the hardware, more iterations); the tracker (report.py) is open until it is left."""
+
+    def __init__(self, cfg, ch, sv, world):
+        self.cfg, self.ch, self.sv, self.world = cfg, ch, sv, world
+        self.lock = self.tracker = None
+
+    def __enter__(self):
+        import report  # report.py reads the run folder with this file's functions
+        cfg = self.cfg
+        try:
+            os.makedirs(cfg.out, exist_ok=True)
+        except OSError as e:
+            raise io_error(cfg.out, e) from None
+        refused = None
+        if dist.is_main():
+            try:
+                self.lock = take_lock(cfg.out, cfg.force_lock, say=lambda s: print(s, file=sys.stderr, flush=True))
+            except RZeroError as e:
+                refused = str(e)
+        refused = dist.broadcast(refused)  # every rank leaves on rank 0's verdict
+        if refused:
+            raise RZeroError(refused)
+        try:
+            settings = {"defining": defining(cfg, self.ch, self.sv), "base": self.world.base_id,
+                        "how_it_runs": {config.flag("", k): getattr(cfg, k) for k in sorted(HOW_IT_RUNS)}}
+            path = os.path.join(cfg.out, "config.json")
+            diff = settings_diff(read_json(path), settings) if dist.is_main() and os.path.exists(path) else []
+            if dist.broadcast(diff):
+                raise RZeroError("\n".join([f"{cfg.out} holds a run with other settings that decide its results:",
+                                            *diff, "rerun with the run's values to resume it, or pick another --out"]))
+            write_json(path, settings)
+            self.tracker = report.Tracker(cfg.report_to, cfg.out, settings,
+                                          {"challenger": self.ch.steps, "solver": self.sv.steps})
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        if self.tracker:
+            self.tracker.close()
+        if self.lock:
+            release_lock(self.cfg.out, self.lock)
+
+    def path(self, it, name):
+        """A file of iteration `it` (0: the base model's evaluation): OUT/iterN/name or OUT/base/name."""
+        return os.path.join(self.cfg.out, f"iter{it}" if it else "base", name)
+
+    def log_step(self, role, it, row):
+        self.tracker.log_step(role, it, row)
+
+    def stage(self, it, name, fn, *args, inputs=None):
+        """fn(self, it, *args) unless the stage's record says it is done; then its metrics to the tracker and one
+        line. Returns the stage's path (a role's checkpoint folder). The record, written last and atomically, names
+        every file the stage wrote (`stage_files`) with its size and hash, and `inputs`: what the result depends on
+        beyond config.json. A stage whose files or inputs do not match is said so in one line and redone. Rank 0
+        decides for all ranks, and all wait until rank 0 has written the files."""
+        folder, label = os.path.dirname(self.path(it, name)), f"iter {it}: {name}" if it else f"base: {name}"
+        record = self.path(it, f"{name}.record.json")
+        os.makedirs(folder, exist_ok=True)
+        done = read_json(record) if dist.is_main() and os.path.exists(record) else None
+        old = done.get("inputs") or {} if done else {}
+        changed = sorted(k for k in set(old) | set(inputs or {}) if old.get(k) != (inputs or {}).get(k))
+        problem = done and (f"its inputs changed ({', '.join(changed)})" if changed else
+                            record_mismatch(self.cfg.out, done))
+        if dist.broadcast(bool(done) and not problem):
+            log(f"[{label}] done earlier: {done['summary'] if done else ''}")
+        else:
+            if problem:
+                log(f"[{label}] {problem}: redoing the stage")
+            t0, cuda = time.time(), self.cfg.device.startswith("cuda")
+            peak_memory(cuda, reset=True)
+            summary = fn(self, it, *args)
+            dist.barrier()
+            seconds, peak = round(time.time() - t0, 1), peak_memory(cuda)
+            if dist.is_main():
+                write_json(record, {"summary": summary, "seconds": seconds, "peak_gb": peak, "inputs": inputs,
+                                    "files": file_record(self.cfg.out, stage_files(folder, name))})
+            log(f"[{label}] {summary} ({seconds:.0f} s" + (f", peak {peak:.1f} GB)" if peak else ")"))
+        self.tracker.stage(name, it, folder)
+        return self.path(it, name)
+
+# ----------------------------------------------------------------------------- the way in and out of a command
+
+
+def join(device):
+    """Join torchrun's process group, or on a GPU start a group of one (dist.init), in one line when it fails."""
+    try:
+        dist.init(device)
+    except ValueError as e:
+        raise RZeroError(str(e)) from None
+
+
+@contextlib.contextmanager
+def one_line_errors():
+    """Errors and interruptions are one line from rank 0, with the exit status: 2 bad input, 130 interrupted, 1 a
+    failed read or write or another process gone. Every file written so far stays whole (write_file)."""
+    if not dist.is_main():
+        sys.stdout = open(os.devnull, "w")  # rank 0 speaks for the run (--help, the summary); stderr stays open
+    try:
+        yield
+    except (RZeroError, config.SettingsError, sampler.BudgetError) as e:
+        if dist.is_main():
+            lines = [f"--kv-cache-gb: {e}"] if isinstance(e, sampler.BudgetError) else str(e).splitlines()
+            print("\n".join(f"rzero: {line}" for line in lines), file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt as e:
+        if dist.is_main():
+            print(f"\nrzero: {e.args[0] if e.args else 'interrupted'}; {RESUME}", file=sys.stderr)
+        sys.exit(130)
+    except OSError as e:  # a read or write that no stage turned into its own line
+        if dist.is_main():
+            print(f"rzero: {io_error(e.filename or 'a file', e)}", file=sys.stderr)
+        sys.exit(1)
+    except RuntimeError as e:
+        if not _peer_failed(e):
+            raise
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # torchrun's SIGTERM follows; it must not cut this line short
+        if dist.is_main():
+            detail = str(e).strip().splitlines()[0].split("] ", 1)[-1][:100]  # gloo prefixes its source file
+            print(f"rzero: another process of this run stopped ({detail}); {RESUME}", file=sys.stderr)
+        sys.exit(1)
+    finally:
+        dist.close()
+
+
+def _peer_failed(e):
+    """A collective failed because another rank died: NCCL raises DistError, gloo a RuntimeError that names it."""
+    return isinstance(e, torch.distributed.DistError) or (dist.active() and "gloo" in str(e))
+
+
+def _stop(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a second SIGTERM must not interrupt the way out
+    torchrun = "TORCHELASTIC_RUN_ID" in os.environ  # set by torchrun in every process it starts
+    raise KeyboardInterrupt("stopped by SIGTERM" + (" (torchrun sends it to every rank once one has failed; its "
+                                                    "report names that rank)" if torchrun else ""))
+
+
+def cli(main, argv=None):
+    """A command: `main(argv)`, then the way out. SIGTERM stops it as Ctrl-C does. Under torchrun a process leaves by
+    os._exit with main's status once its streams are flushed: every file is written and the process group destroyed
+    by then, and what the interpreter's teardown does after that (a gloo thread was seen to abort it, about 1 run in
+    20) must not turn a finished run into a failed one for a scheduler. Alone, the process exits as usual."""
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else int(e.code is not None)
+    if "TORCHELASTIC_RUN_ID" not in os.environ:
+        sys.exit(code)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -11,7 +11,10 @@ import random
 import re
 import shutil
 import signal
+import subprocess
+import sys
 import time
+import types
 
 import pytest
 
@@ -437,6 +440,18 @@ def test_group_advantages_hand_computed():
     assert not torch.isnan(grpo.group_advantages(torch.ones(3, 5))).any()
 
 
+@pytest.mark.parametrize("n, value", [(5, 0.47), (8, 0.3)])
+def test_a_group_of_equal_rewards_gets_exactly_zero(n, value):
+    """Equal rewards that are not 0/1: in float32 the mean of eight rewards of 0.3 (five of 0.47) is one ulp off,
+    which the plain formula divides by eps into about +0.03 for every row (the official trainer too); here it is 0."""
+    rewards = torch.tensor([[value] * n, [1 / 3] * n, [0.7] * n, [0.1 * k for k in range(n)]])
+    naive = (rewards - rewards.mean(1, keepdim=True)) / (rewards.std(1, keepdim=True) + 1e-6)
+    assert naive[0].abs().min() > 0.01  # the artefact this guards against
+    a = grpo.group_advantages(rewards)
+    assert torch.equal(a[:3], torch.zeros(3, n)) and torch.allclose(a[3], naive[3])
+    assert torch.equal(grpo.group_advantages(rewards[:3], scale_std=False), torch.zeros(3, n))
+
+
 def rollout_batch(lengths=((3, 4), (5, 2), (2, 6), (4, 3)), seed=0):
     """Right-padded prompt+response rows; the pad positions hold junk tokens that must not matter."""
     g = torch.Generator().manual_seed(seed)
@@ -595,43 +610,45 @@ import config  # noqa: E402
 import evaluation  # noqa: E402
 import fetch  # noqa: E402
 import runfolder  # noqa: E402
+import bleu  # noqa: E402
+import report  # noqa: E402
 import rzero  # noqa: E402
 
 
 def test_bleu_hand_worked_cases():
     qs = ["a b c d", "a b c e", "a b", "x y z", "", "a b c d"]
-    bleu = rzero.bleu_matrix(qs)
-    assert bleu[0, 5] == pytest.approx(1.0)  # identical sentences
-    assert bleu[0, 3] == 0.0 and bleu[3, 0] == 0.0  # no shared word: 0 before any smoothing
+    scores = bleu.bleu_matrix(qs)
+    assert scores[0, 5] == pytest.approx(1.0)  # identical sentences
+    assert scores[0, 3] == 0.0 and scores[3, 0] == 0.0  # no shared word: 0 before any smoothing
     # "a b c d" vs "a b c e": p1 = 3/4, p2 = 2/3, p3 = 1/2, p4 = 0/1 -> method1: 0.1/1; equal lengths, bp = 1.
     # (0.75 * 0.6666... * 0.5 * 0.1) ** 0.25 = 0.025 ** 0.25 = 0.3976353643...
-    assert bleu[0, 1] == pytest.approx(0.025 ** 0.25, abs=1e-12)
-    assert round(bleu[0, 1], 10) == 0.3976353644
+    assert scores[0, 1] == pytest.approx(0.025 ** 0.25, abs=1e-12)
+    assert round(scores[0, 1], 10) == 0.3976353644
     # Brevity: hypothesis "a b" (c = 2) against reference "a b c d" (r = 4): p1 = p2 = 1, p3 = p4 = 0.1/1
     # (no trigram: the denominator is max(1, 0)), bp = exp(1 - 4/2).
-    assert bleu[2, 0] == pytest.approx(math.exp(-1) * 0.01 ** 0.25, abs=1e-12)
+    assert scores[2, 0] == pytest.approx(math.exp(-1) * 0.01 ** 0.25, abs=1e-12)
     # The other way round: p1 = 2/4, p2 = 1/3, p3 = 0.1/2, p4 = 0.1/1, and a longer hypothesis has bp = 1.
-    assert bleu[0, 2] == pytest.approx((0.5 / 3 * 0.05 * 0.1) ** 0.25, abs=1e-12)
-    assert (bleu[4] == 0).all() and (bleu[:, 4] == 0).all()  # an empty question matches nothing
-    d = rzero.bleu_distance_matrix(qs)
-    assert d[0, 2] == d[2, 0] == pytest.approx(1 - bleu[0, 2])  # official orientation: hypothesis i < j, mirrored
+    assert scores[0, 2] == pytest.approx((0.5 / 3 * 0.05 * 0.1) ** 0.25, abs=1e-12)
+    assert (scores[4] == 0).all() and (scores[:, 4] == 0).all()  # an empty question matches nothing
+    d = bleu.bleu_distance_matrix(qs)
+    assert d[0, 2] == d[2, 0] == pytest.approx(1 - scores[0, 2])  # official orientation: hypothesis i < j, mirrored
     assert (np.diag(d) == 0).all() and d[4, 5] == 1.0
 
 
 def test_bleu_counts_repeated_ngrams_with_clipping():
-    bleu = rzero.bleu_matrix(["the the the the", "the cat"])
+    scores = bleu.bleu_matrix(["the the the the", "the cat"])
     # hypothesis "the the the the" vs "the cat": p1 = min(4, 1)/4, p2..p4 = 0.1/3, 0.1/2, 0.1/1; bp = 1
-    assert bleu[0, 1] == pytest.approx((0.25 * 0.1 / 3 * 0.05 * 0.1) ** 0.25, abs=1e-12)
+    assert scores[0, 1] == pytest.approx((0.25 * 0.1 / 3 * 0.05 * 0.1) ** 0.25, abs=1e-12)
 
 
 def test_bleu_against_references_is_the_cross_block():
     qs = ["a b c d", "a b c e", "a b", "the the the the"]
     refs = ["a b c d", "the cat", "", "a b c e x"]
-    cross = rzero.bleu_matrix(qs, refs)
+    cross = bleu.bleu_matrix(qs, refs)
     assert cross.shape == (4, 4)
-    assert np.array_equal(cross, rzero.bleu_matrix(qs + refs)[:4, 4:])  # the same pairs, no B x B or M x M work
+    assert np.array_equal(cross, bleu.bleu_matrix(qs + refs)[:4, 4:])  # the same pairs, no B x B or M x M work
     assert cross[0, 0] == pytest.approx(1.0)  # a question equal to its reference is not a diagonal to blank
-    assert rzero.mean_pairwise_bleu(["x y z w"] * 3) == pytest.approx(1.0) and rzero.mean_pairwise_bleu(qs[:1]) == 0
+    assert bleu.mean_pairwise_bleu(["x y z w"] * 3) == pytest.approx(1.0) and bleu.mean_pairwise_bleu(qs[:1]) == 0
 
 
 def brute_force_average_linkage(dist, threshold):
@@ -658,11 +675,11 @@ def test_average_linkage_differs_from_single_linkage_and_cuts_strictly():
     # d(A,B) = 0.4 and d(B,C) = 0.45 would chain all three under single linkage; average linkage puts C at
     # (0.9 + 0.45) / 2 = 0.675 from {A, B} and keeps it apart.
     chain = np.array([[0, 0.4, 0.9], [0.4, 0, 0.45], [0.9, 0.45, 0]])
-    assert same_partition(rzero.average_linkage_clusters(chain, 0.5), [0, 0, 1])
+    assert same_partition(bleu.average_linkage_clusters(chain, 0.5), [0, 0, 1])
     # A merge at exactly the threshold does not happen (sklearn cuts merges with distance >= threshold).
     edge = np.array([[0, 0.5, 0.9], [0.5, 0, 0.95], [0.9, 0.95, 0]])
-    assert same_partition(rzero.average_linkage_clusters(edge, 0.5), [0, 1, 2])
-    assert same_partition(rzero.average_linkage_clusters(edge, 0.5000001), [0, 0, 1])
+    assert same_partition(bleu.average_linkage_clusters(edge, 0.5), [0, 1, 2])
+    assert same_partition(bleu.average_linkage_clusters(edge, 0.5000001), [0, 0, 1])
 
 
 def test_average_linkage_matches_brute_force_on_random_matrices():
@@ -670,7 +687,7 @@ def test_average_linkage_matches_brute_force_on_random_matrices():
     for trial in range(20):
         pts = rng.random((25, 2)) * (0.5 + trial / 10)
         dist = np.sqrt(((pts[:, None] - pts[None]) ** 2).sum(-1))
-        assert same_partition(rzero.average_linkage_clusters(dist, 0.5), brute_force_average_linkage(dist, 0.5))
+        assert same_partition(bleu.average_linkage_clusters(dist, 0.5), brute_force_average_linkage(dist, 0.5))
 
 
 def test_challenger_rewards_on_hand_made_batches():
@@ -739,91 +756,12 @@ def test_repetition_penalty_grows_with_the_cluster():
     assert rewards[0] > rewards[1] > rewards[2]
 
 
-def test_a_copy_of_the_prompt_is_bad_format():
-    assert rzero.prompt_overlap("a b c d", "x a b c y") == 0.5  # of (a b c), (b c d) the prompt holds one
-    assert rzero.prompt_overlap("Find X.", "find x. now") == 1.0 and rzero.prompt_overlap("", "anything") == 0.0
-    prompt = rzero.PAPER_PROMPTS.challenger_system + "\n" + rzero.PAPER_PROMPTS.challenger_user
-    outputs = ["<question>\n{The full problem statement on one or more lines}\n</question>\n\n\\boxed{conclude}",
-               "<question>Generate one new, challenging reasoning question now.</question> \\boxed{1}",
-               "<question>Tom has 3 boxes of 12 pencils and gives away 7. How many pencils are left?</question>"]
-    answers = [["1", "2"] * 5] * 3
-    checked = rzero.challenger_rewards(outputs, answers, lam=0, prompt=prompt,
-                                       copy_check=config.ChallengerConfig().copy_check)
-    assert [r.copies_prompt for r in checked] == [True, True, False]
-    assert [r.format_ok for r in checked] == [False, False, True] and [r.reward for r in checked] == [0, 0, 1]
-    paper = rzero.challenger_rewards(outputs, answers, lam=0, prompt=prompt, copy_check=0)
-    assert [r.reward for r in paper] == [1, 1, 1] and not any(r.copies_prompt for r in paper)
-
-
-def test_the_memory_bank_and_the_class_gate_in_the_reward():
-    dup, other = "find the number of positive integers below one hundred that are prime", "what is seven plus five"
-    fresh = "a train leaves at noon at sixty miles an hour: how far has it gone by three"
-    assert list(rzero.memory_penalty([dup, fresh], [dup, other])) == [0.5, 0.0]  # BLEU 1 to one of two
-    assert list(rzero.memory_penalty([dup, fresh], [dup, other], lam=0.5)) == [0.25, 0.0]
-    assert list(rzero.memory_penalty([dup], [])) == [0.0]
-    q = lambda text: f"<question>{text}</question>"  # noqa: E731
-    res = rzero.challenger_rewards([q(dup), q(fresh)], [["1", "2"] * 5] * 2, lam=1.0, bank=[dup, other])
-    assert [r.r_mem for r in res] == [0.5, 0.0] and [r.r_rep for r in res] == [0.5, 0.5]  # two clusters of one
-    assert [r.reward for r in res] == [0.0, 0.5]  # 1 - r_rep - r_mem
-    scattered = [str(i % 5) for i in range(10)]  # five answers, two of each: p_hat 0.2
-    res = rzero.challenger_rewards([q(dup), q(fresh)], [scattered, ["1", "2"] * 5], lam=0, max_classes=4)
-    assert [r.scattered for r in res] == [True, False] and [r.format_ok for r in res] == [True, True]
-    assert [r.reward for r in res] == [0.0, 1.0]
-    assert rzero.challenger_rewards([q(dup)], [scattered], lam=0)[0].reward == pytest.approx(0.4)  # off: the paper
-
-
-def test_the_data_sets_filters_in_the_reward():
-    """RESULTS.md Sec. 9.6: yes/no questions whose answers split between \\text{Yes} and a number were paid, then
-    dropped by the data set's "text" filter; --challenger-data-filters scores them as a bad format."""
-    q = lambda text: f"<question>{text}</question>"  # noqa: E731
-    yes_no, boxed = "Is the square of 3 equal to 9?", "Put the sum of 2 and 3 in a box"
-    plain = "What is the greatest common divisor of 12 and 16?"
-    answers = [["\\text{Yes}"] * 4 + ["9"] * 3 + ["\\text{True}"] * 3, ["5"] * 5 + ["6"] * 5, ["4"] * 5 + ["8"] * 5]
-    on = rzero.challenger_rewards([q(yes_no), q(boxed), q(plain)], answers, lam=0, data_filters=True)
-    assert [r.filtered for r in on] == [True, True, False] and [r.format_ok for r in on] == [True, True, True]
-    assert [r.reward for r in on] == [0.0, 0.0, 1.0]
-    off = rzero.challenger_rewards([q(yes_no), q(boxed), q(plain)], answers, lam=0)
-    assert [r.reward for r in off] == [pytest.approx(0.8), 1.0, 1.0] and not any(r.filtered for r in off)
-    assert rzero.dataset_drop(yes_no, rzero.vote.majority_vote(answers[0])) == "text_in_answer"
-
-
-def test_text_votes_catch_a_yes_no_question_with_a_numeric_majority():
-    """RESULTS.md Sec. 9.6: with --challenger-data-filters on, `Is the sum of 2 plus 4 equal to 6?` still paid, its
-    majority the number named; --challenger-text-votes asks every answer, not only the majority, for "text"."""
-    q = lambda text: f"<question>{text}</question>"  # noqa: E731
-    outputs = [q("Is the sum of 2 plus 4 equal to 6?"), q("What is the greatest common divisor of 12 and 16?")]
-    answers = [["6"] * 6 + ["\\text{Yes}"] * 3 + ["\\text{True}"], ["4"] * 5 + ["8"] * 4 + [None]]
-    filters = rzero.challenger_rewards(outputs, answers, lam=0, data_filters=True)
-    assert [r.filtered for r in filters] == [False, False] and filters[0].reward == pytest.approx(0.8)
-    both = rzero.challenger_rewards(outputs, answers, lam=0, data_filters=True, text_votes=True)
-    assert [r.filtered for r in both] == [True, False] and [r.reward for r in both] == [0.0, 1.0]
-    alone = rzero.challenger_rewards(outputs, answers, lam=0, text_votes=True)
-    assert [r.reward for r in alone] == [0.0, 1.0] and alone[0].format_ok and alone[0].label == "6"
-
-
-def test_format_penalty_puts_bad_format_below_a_gated_question():
-    """RESULTS.md Sec. 9.6: with the gates on, a bad format and a gated question both earned 0, and the Challenger
-    drifted back to copying its prompt; --challenger-format-penalty P pays bad format -P, the gated 0."""
-    prompt = "<question>\n{The full problem statement on one or more lines}\n</question>"
-    outputs = ["no block at all", prompt, "<question>Is 2 plus 4 equal to 6?</question>",
-               "<question>What is 12 divided by 4?</question>"]
-    answers = [[], [], ["6"] * 6 + ["\\text{Yes}"] * 4, ["3"] * 5 + ["4"] * 5]
-    kw = dict(lam=0, prompt=prompt, copy_check=0.5, text_votes=True)
-    paper = rzero.challenger_rewards(outputs, answers, **kw)
-    penalised = rzero.challenger_rewards(outputs, answers, format_penalty=1.0, **kw)
-    assert [r.reward for r in paper] == [0.0, 0.0, 0.0, 1.0] and paper[1].copies_prompt and paper[2].filtered
-    assert [r.reward for r in penalised] == [-1.0, -1.0, 0.0, 1.0]
-
-
 def test_a_collapsed_batch_is_one_warning_each(capsys):
-    rzero.collapse_warning("iter 2 step 7", {"mean_pairwise_bleu": 0.9, "format_ok": 1.0})
-    rzero.collapse_warning("iter 2 step 8", {"mean_pairwise_bleu": 0.1, "format_ok": 1.0})
-    rzero.collapse_warning("iter 2 step 9", {"format_ok": 0.0})
-    rzero.collapse_warning("iter 2 step 10", {"format_ok": 0.125, "copies_prompt": 0.875})  # no two valid questions
-    rzero.collapse_warning("iter 2 step 11", {"mean_pairwise_bleu": 0.2, "copies_prompt": 0.25})
+    report.collapse_warning("iter 2 step 7", {"mean_pairwise_bleu": 0.9, "format_ok": 1.0})
+    report.collapse_warning("iter 2 step 8", {"mean_pairwise_bleu": 0.1, "format_ok": 1.0})
+    report.collapse_warning("iter 2 step 9", {"format_ok": 0.0})
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and err[0].startswith("rzero: warning: iter 2 step 7:") and "BLEU 0.90" in err[0]
-    assert err[1].startswith("rzero: warning: iter 2 step 10:") and "prompt (88%)" in err[1]
+    assert len(err) == 1 and err[0].startswith("rzero: warning: iter 2 step 7:") and "BLEU 0.90" in err[0]
 
 
 def test_paired_change_hand_case():
@@ -845,8 +783,6 @@ def test_filter_for_solver_band_and_official_filters():
     assert [k.question for k in kept] == ["q in band", "q low edge", "q high edge"]
     assert dropped == {"outside_band": 2, "box_in_question": 1, "text_in_answer": 2, "no_answer": 1,
                        "no_question": 1, "proof_in_question": 1}  # as question_evaluate/evaluate.py, in any case
-    kept, dropped = rzero.filter_for_solver(questions, votes, drop_proof=False, drop_box=False, drop_text=False)
-    assert len(kept) == 7 and "box_in_question" not in dropped
     kept, _ = rzero.filter_for_solver(questions, votes, band=(0.0, 1.0))
     assert len(kept) == 5
     kept, _ = rzero.filter_for_solver(questions, votes, band=(0.3, 0.8))  # the official band
@@ -854,12 +790,24 @@ def test_filter_for_solver_band_and_official_filters():
     together, scattered = V("3", 0.5, [5, 5], []), V("3", 0.5, [5, 1, 1, 1, 1, 1], [])  # 2 and 6 distinct answers
     kept, dropped = rzero.filter_for_solver(["q two", "q six"], [together, scattered], max_classes=4)
     assert [k.question for k in kept] == ["q two"] and dropped == {"scattered": 1}
-    own = ["3", "3.0", "4", None]
-    kept, dropped = rzero.filter_for_solver(["q a", "q b", "q c", "q d"], [together] * 4, challenger_answers=own)
-    assert len(kept) == 4 and [k.challenger_answer for k in kept] == own  # recorded, not used
-    kept, dropped = rzero.filter_for_solver(["q a", "q b", "q c", "q d"], [together] * 4, challenger_answers=own,
-                                            answer_filter=True)
-    assert [k.question for k in kept] == ["q a", "q b"] and dropped == {"challenger_disagrees": 2}
+
+@pytest.mark.parametrize("name, code", [
+    ("vote.py", "assert vote.majority_vote(['1/2', '0.5', '3']).p_hat == 2 / 3"),
+    ("bleu.py", "assert list(bleu.average_linkage_clusters(bleu.bleu_distance_matrix(['a b c d', 'a b c d', 'x'])))"
+                " == [0, 0, 1]"),
+    ("grpo.py", "import torch; a = grpo.group_advantages(torch.tensor([[1.0, 0.0]])); "
+                "assert torch.allclose(a, torch.tensor([[0.5 ** 0.5, -0.5 ** 0.5]]), atol=1e-5)"),
+    ("sampler.py", "import transformers as t; m = t.GPT2LMHeadModel(t.GPT2Config(n_layer=1, n_embd=16, n_head=2, "
+                   "vocab_size=50)).eval(); out = sampler.sample(m, [[1, 2, 3]], n=2, max_new_tokens=4, "
+                   "temperature=0.0); assert len(out[0]) == 2 and out[0][0].tokens == out[0][1].tokens"),
+])
+def test_the_copyable_files_work_alone(name, code, tmp_path):
+    """sampler.py, vote.py, grpo.py and bleu.py, each copied alone into an empty folder, import and run there."""
+    shutil.copy(os.path.join(os.path.dirname(rzero.__file__), name), tmp_path)
+    module = name[:-3]
+    done = subprocess.run([sys.executable, "-c", f"import {module}; {code}"], cwd=tmp_path, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": ""}, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
 
 # ----------------------------------------------------------------------------- toy.py: the tiny world
 import re  # noqa: E402
@@ -906,7 +854,7 @@ def test_tokenizer_round_trips_the_corpus_and_reloads(tmp_path):
         p, c = toy.corpus_document(rng, tok, 0.5)
         assert tok.decode(tok.encode(p + c)) == p + c
     model = toy.make_model(tok, hidden=32, layers=1, heads=2, kv_heads=1)
-    rzero.save_model(model, tok, str(tmp_path / "m"))
+    runfolder.save_model(model, tok, str(tmp_path / "m"))
     again = AutoModelForCausalLM.from_pretrained(tmp_path / "m")
     tok2 = AutoTokenizer.from_pretrained(tmp_path / "m")
     ids = torch.tensor([tok2.encode("Solve.\n1 + 2\n")])
@@ -1173,10 +1121,10 @@ def test_sigterm_names_torchrun_only_under_torchrun(monkeypatch):
     try:
         monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
         with pytest.raises(KeyboardInterrupt, match=r"^stopped by SIGTERM$"):
-            rzero._stop(signal.SIGTERM, None)
+            runfolder._stop(signal.SIGTERM, None)
         monkeypatch.setenv("TORCHELASTIC_RUN_ID", "x")
         with pytest.raises(KeyboardInterrupt, match="torchrun sends it"):
-            rzero._stop(signal.SIGTERM, None)
+            runfolder._stop(signal.SIGTERM, None)
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -1322,18 +1270,12 @@ def test_loop_switches_oracle_labels_and_base_challenger(micro_world, tmp_path, 
     assert len(rows) == 16 and all(r["label"] == toy.answer(r["question"]) for r in rows)
     assert json.load(open(tmp_path / "q" / "summary.json"))[1]["label_accuracy"] == 1.0
 
-    # the Challenger's own answer: paid only where it is the majority, kept only where it is the label
-    rzero.main(loop_args(tmp_path / "c", micro_world, "--answer-check", "both", "--iterations", "1"))
+    # the Challenger's own answer: paid only where it is the majority
+    rzero.main(loop_args(tmp_path / "c", micro_world, "--challenger-answer-check", "--iterations", "1"))
     samples = runfolder.read_jsonl(tmp_path / "c" / "iter1" / "challenger_samples.jsonl")
     assert all(s["answer"] == rzero.challenger_answer(s["response"]) for s in samples)
     assert any(s["answer"] is not None for s in samples)  # the micro base writes one about half of the time
     assert all(s["reward"] == 0 for s in samples if not vote.equivalent(s["answer"], s["label"]))
-    stats = json.load(open(tmp_path / "c" / "iter1" / "dataset_stats.json"))
-    rows = runfolder.read_jsonl(tmp_path / "c" / "iter1" / "dataset.jsonl")
-    assert all(vote.equivalent(r["challenger_answer"], r["label"]) for r in rows)
-    assert stats["kept"] + stats["dropped"].get("challenger_disagrees", 0) + stats["dropped"].get("no_answer", 0) \
-        + stats["dropped"].get("no_question", 0) == 16
-    assert stats["answer_agrees"] == pytest.approx(len(rows) / stats["valid"])
 
 
 def test_a_question_file_replaces_the_challenger(micro_world, tmp_path, monkeypatch, capsys):
@@ -1392,10 +1334,12 @@ def test_oracle_questions_leave_out_the_test_set_and_are_labelled_exactly(tmp_pa
     test = [evaluation.Benchmark("t", "math", [{"question": "1+1", "answer": "2"}])]
     world = rzero.World("", rzero.PAPER_PROMPTS, test, toy.safe_answer, toy.safe_level,
                         question=lambda rng: rng.choice(["1+1", "2*3-9"]))
-    rzero.world_dataset(config.LoopConfig(candidates=5), world, 1, str(tmp_path / "d.jsonl"))
-    rows = runfolder.read_jsonl(tmp_path / "d.jsonl")
+    run = types.SimpleNamespace(cfg=config.LoopConfig(candidates=5, oracle_questions=True), world=world,
+                                path=lambda it, name: str(tmp_path / name))
+    rzero.build_dataset(run, 1, None, None)  # no model: the world's generator writes, its answers label
+    rows = runfolder.read_jsonl(tmp_path / "dataset.jsonl")
     assert [(r["question"], r["label"]) for r in rows] == [("2*3-9", "-3")] * 5
-    assert json.load(open(tmp_path / "d_stats.json"))["difficulty"] == 2
+    assert json.load(open(tmp_path / "dataset_stats.json"))["difficulty"] == 2
 
 
 ROLE_BAD = [("steps", "0"), ("prompts", "0"), ("group-size", "1"), ("mini-batch", "0"), ("micro-batch", "0"),
@@ -1405,7 +1349,7 @@ BAD_SETTINGS = [  # (flag, a bad value): every setting that can be wrong, some o
     ("--iterations", "-1"), ("--m", "0"), ("--m", "1"), ("--label-m", "1"), ("--label-m", "-2"),
     ("--vote-temperature", "-1"), ("--vote-top-k", "-1"),
     ("--candidates", "0"), ("--gen-temperature", "-0.5"), ("--gen-top-p", "0"), ("--max-classes", "-1"),
-    ("--band", "-0.1 0.5"), ("--band", "0.8 0.2"), ("--answer-check", "maybe"),
+    ("--band", "-0.1 0.5"), ("--band", "0.8 0.2"),
     ("--eval-file", "missing.jsonl"), ("--eval-k", "-1"), ("--eval-max-new-tokens", "0"),
     ("--eval-choice-max-new-tokens", "0"), ("--device", "tpu"), ("--dtype", "float16"), ("--sample-dtype", "half"),
     ("--max-rows", "0"), ("--kv-cache-gb", "-1"), ("--out", "a-file"), ("--model", "./no/such/model"),
@@ -1413,8 +1357,7 @@ BAD_SETTINGS = [  # (flag, a bad value): every setting that can be wrong, some o
     ("--model", "."),
     *[(f"--{role}-{name}", value) for role in ("challenger", "solver") for name, value in ROLE_BAD],
     ("--challenger-tau", "0"), ("--challenger-tau", "1.5"), ("--challenger-lam", "-1"), ("--solver-loss-agg", "mean"),
-    ("--challenger-target", "0"), ("--challenger-target", "1"), ("--challenger-copy-check", "1.5"),
-    ("--challenger-memory", "-1"), ("--challenger-max-classes", "-1"), ("--challenger-format-penalty", "-1"),
+    ("--challenger-target", "0"), ("--challenger-target", "1"),
     ("--question-file", "missing.jsonl"),
     ("--vote-temperature", "nan"),
 ]
@@ -1447,11 +1390,11 @@ def test_every_setting_is_checked_before_any_work(tmp_path, monkeypatch, capsys)
 # solver_train.sh, examples/config.yaml, vllm_service_init/start_vllm_server.py, question_evaluate/, upload.py.
 OFFICIAL = {
     "challenger": dict(steps=5, prompts=512, group_size=4, mini_batch=16, lr=1e-6, kl_coef=0.01, temperature=1.0,
-                       top_p=0.99, max_new_tokens=4096, tau=0.5, lam=1.0, official_reward=True),
+                       top_p=0.99, max_new_tokens=4096, tau=0.5, lam=1.0, official_reward=True, answer_check=False),
     "solver": dict(steps=15, prompts=512, group_size=5, mini_batch=128, lr=1e-6, kl_coef=0.01, temperature=1.0,
                    top_p=0.99, max_new_tokens=4096, loss_agg="seq-mean-token-mean"),
     "loop": dict(m=10, label_m=9, vote_temperature=1.0, vote_top_k=40, official_votes=True, candidates=8000,
-                 gen_temperature=1.0, gen_top_p=0.95, band=(0.3, 0.8), max_classes=0, answer_check="off",
+                 gen_temperature=1.0, gen_top_p=0.95, band=(0.3, 0.8), max_classes=0,
                  skip_zero_advantage=False, dtype="float32", eval_k=0, eval_max_new_tokens=4096,
                  eval_choice_max_new_tokens=8192),
 }
@@ -1473,9 +1416,9 @@ def test_official_votes_count_a_missing_box_as_the_answer_none():
     answers = [None, None, None, "12", "12", "", None, "13", "12", None]
     paper = vote.majority_vote(answers)
     assert paper.label == "12" and paper.p_hat == pytest.approx(0.3)
-    reward = vote.majority_vote(rzero.official_votes(answers, labels=False))
+    reward = vote.majority_vote(vote.official_answers(answers, labels=False))
     assert reward.label == "None" and reward.p_hat == 0.5  # the highest uncertainty reward, for no answer
-    labels = vote.majority_vote(rzero.official_votes(answers, labels=True))
+    labels = vote.majority_vote(vote.official_answers(answers, labels=True))
     assert labels.label == "None" and labels.p_hat == pytest.approx(5 / 9)
     assert rzero.filter_for_solver(["q"], [labels]) == ([], {"no_answer": 1})
 
@@ -1493,6 +1436,27 @@ def test_the_vote_table_counts_what_each_filter_keeps_by_p_hat(capsys):
         "| 3/4 | 1 | 1 (100%) | 1 (100%) | 1 (100%) | 1 (100%) | 1 (100%) |",
         "| 4/4 | 1 | 1 (100%) | 0 (0%) | – | 0 (0%) | – |",
         "| all | 5 | 3 (60%) | 4 (80%) | 2 (50%) | 3 (60%) | 2 (67%) |"]
+
+
+@pytest.mark.parametrize("capabilities, native", [
+    ({"amx_bf16": True, "avx512_bf16": True, "avx2": True}, True),  # Intel Xeon with AMX
+    ({"avx512_bf16": True, "avx2": True}, True),  # AVX512-BF16 without AMX
+    ({"avx512_f": True, "avx2": True}, False),  # AVX-512 without bf16
+    ({"avx2": True, "amx_bf16": False, "avx512_bf16": False}, False),  # AVX2 only (the issue's AMD EPYC)
+    ({"neon": True, "bf16": True}, False),  # Arm: unmeasured, so float32
+])
+def test_cpu_dtypes_follow_what_the_cpu_computes_natively(capabilities, native, capsys):
+    assert config.native_bf16(capabilities) is native
+    cfg, _, _ = config.configs_from_args(["--model", "org/model", "--device", "cpu"], capabilities=capabilities)
+    assert (cfg.sample_dtype, cfg.cpu_autocast) == (("bfloat16", True) if native else ("float32", False))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("rzero: this CPU " + ("computes" if native else "does not compute"))
+    cfg, _, _ = config.configs_from_args(["--model", "org/model", "--device", "cpu", "--sample-dtype", "float32",
+                                          "--cpu-autocast"], capabilities=capabilities)
+    assert (cfg.sample_dtype, cfg.cpu_autocast) == ("float32", True)  # the flags override the rule, and nothing is said
+    assert capsys.readouterr().err == ""
+    cfg, _, _ = config.configs_from_args([], capabilities=capabilities)  # the tiny world: its preset, float32
+    assert (cfg.sample_dtype, cfg.cpu_autocast) == ("float32", False) and capsys.readouterr().err == ""
 
 
 def test_settings_that_make_a_stage_useless(capsys):
@@ -1541,8 +1505,8 @@ def test_render_uses_the_chat_template_or_the_official_fallback():
 def test_diversity_measures_collapse():
     world = rzero.World("", rzero.PAPER_PROMPTS, [], shape=toy.shape)
     tok = toy.make_tokenizer()
-    varied = rzero.diversity(world, tok, ["1 + 2 * 3 - 4", "3 * ( 4 - 5 )", "6 - 7", None])
-    collapsed = rzero.diversity(world, tok, ["1 + 2 * 3 - 4"] * 3)
+    varied = report.diversity(world, tok, ["1 + 2 * 3 - 4", "3 * ( 4 - 5 )", "6 - 7", None])
+    collapsed = report.diversity(world, tok, ["1 + 2 * 3 - 4"] * 3)
     assert varied["distinct_shapes"] == 3 and collapsed["distinct_shapes"] == 1
     assert collapsed["mean_pairwise_bleu"] == pytest.approx(1.0) and varied["mean_pairwise_bleu"] < 0.2
     assert collapsed["distinct_2grams_per_q"] < varied["distinct_2grams_per_q"]
@@ -1675,8 +1639,6 @@ def test_evaluate_grades_as_the_paper_and_averages(monkeypatch):
     assert "| base | 40.6 | 44.6 | 20.9 | 37.4 | 7.6 | 42.6 | 27.1 |" in evaluation.format_table({"base": paper})
 
 
-import subprocess  # noqa: E402
-import sys  # noqa: E402
 
 import dist  # noqa: E402
 
@@ -1735,11 +1697,11 @@ def test_grpo_step_on_two_ranks_equals_one_rank(tmp_path):
 
 
 def micro_rzero(cwd, world):
-    """rzero.py's own entry (`cli`) as a script in `cwd`, with toy.base pointed at the micro base (the shipped one
-    would make the tests several times slower)."""
+    """rzero.py's own entry (`runfolder.cli`) as a script in `cwd`, with toy.base pointed at the micro base (the
+    shipped one would make the tests several times slower)."""
     runner = cwd / "micro_rzero.py"
-    runner.write_text(f"import sys\nsys.path.insert(0, {os.getcwd()!r})\nimport rzero, toy\n"
-                      f"toy.base = lambda: {str(world / 'base')!r}\nrzero.cli(sys.argv[1:])\n")
+    runner.write_text(f"import sys\nsys.path.insert(0, {os.getcwd()!r})\nimport runfolder, rzero, toy\n"
+                      f"toy.base = lambda: {str(world / 'base')!r}\nrunfolder.cli(rzero.main, sys.argv[1:])\n")
     return str(runner)
 
 
@@ -1814,7 +1776,7 @@ def test_two_processes_survive_a_dead_rank_and_resume(micro_world, tmp_path):
 
 def test_the_torchrun_path_exits_0_after_a_finished_run_and_non_zero_after_a_refused_one(micro_world, tmp_path):
     """`bash run.sh --nproc 2` on a finished folder, six times over: each run joins the group, finds every stage done,
-    writes the summary and leaves with status 0 (rzero.cli). Then one whose folder is locked by a live process: one
+    writes the summary and leaves with status 0 (runfolder.cli). Then one whose folder is locked by a live process: one
     line from rank 0 and a non-zero status."""
     first = torchrun(tmp_path, tmp_path / "o", micro_world)
     _, err = first.communicate(timeout=300)

@@ -6,20 +6,22 @@ Both R-Zero rewards go through this file (paper Sec. 3; PAPER.md Sec. 2.3-2.4, 3
 - the Solver's reward is 1 when its \\boxed{} answer is `equivalent` to that pseudo-label.
 Evaluation grades with the same `equivalent`, and reads multiple-choice answers with `extract_choice`.
 
-The official code grades with mathruler (PRM800K's grader: string normalisation, then sympy under a 10-second
-timeout). `equivalent` accepts what that grader's normalisation does: `\\sqrt3` = `\\sqrt{3}`, `\\$` signs,
-`\\text{}` around a choice or after a value (a unit), mixed numbers (`3\\frac{3}{4}` = 3.75), `\\dfrac` and
-`\\tfrac`, degrees, percent signs, thousands separators and an `x = ` prefix. Here every function runs in time linear
-in its input, with no sympy, no eval and no regex that can backtrack, so nothing ever needs a timeout. Departures
-from that grader, each on purpose:
+The official code grades with mathruler (PRM800K's grader: string normalisation, then sympy, with no time bound of
+its own: the official reward server and labelling script wrap each call in a 10-second timeout, the Solver's
+training reward, math.py, in none). `equivalent` accepts what that grader's normalisation does: `\\sqrt3` =
+`\\sqrt{3}`, `\\$` signs, `\\text{}` around a choice or after a value (a unit), mixed numbers (`3\\frac{3}{4}` =
+3.75), `\\dfrac` and `\\tfrac`, degrees, percent signs, thousands separators and an `x = ` prefix. Here every
+function runs in time linear in its input, with no sympy, no eval and no regex that can backtrack, so nothing ever
+needs a timeout. Departures from that grader, each on purpose:
 - Values are compared exactly as rationals, so 2/4, 1/2 and 0.5 are one answer. PRM800K refuses unreduced
   fractions and non-integer forms of an integer answer; a vote needs a symmetric relation, so we do not.
 - No symbolic algebra: x+1 and 1+x are different answers.
 - The official vote also merges any two answers that both contain "no " (a hack for yes/no questions); we don't.
 - The official extraction (mathruler's extract_boxed_content) returns the string "None" for a response without a
-  box, which then votes like an answer; here such an answer is None and never wins (rzero.official_votes gives
+  box, which then votes like an answer; here such an answer is None and never wins (rzero's --official-votes gives
   the official reading).
 - A trailing period is dropped ("7." = 7).
+- `extract_boxed` also reads `\\fbox{}` and a bare `\\boxed 5`, as MATH's last_boxed_only_string does.
 
 Standard library only, so the file can be copied into another project alone.
 """
@@ -249,6 +251,15 @@ def majority_vote(answers):
         return Vote(None, 0.0, [], class_of)
     best = max(range(len(reps)), key=lambda j: (sizes[j], -j))
     return Vote(reps[best].strip(), sizes[best] / max(len(answers), 1), sizes, class_of)
+
+
+def official_answers(answers, labels):
+    """m extracted answers as the official code votes on them (rzero's --official-votes): a missing or unclosed
+    \\boxed{} is the string "None" (mathruler's extract_boxed_content), an answer like any other that can win the
+    vote; the labelling script (question_evaluate/evaluate.py, labels=True) also leaves empty answers out, so out of
+    p_hat's denominator, where the reward server (vllm_service_init/start_vllm_server.py) keeps them."""
+    answers = ["None" if a is None else a for a in answers]
+    return [a for a in answers if a] if labels else answers
 
 
 def in_band(p_hat, band=(0.25, 0.75)):
