@@ -10,6 +10,7 @@
     bash run.sh bench.py autocast         # the same model: a GRPO step under CPU bf16 autocast against float32
     bash run.sh bench.py nucleus          # top-p on a 151,936-token vocabulary: the full sort vs candidates
     bash run.sh bench.py dtypes           # bfloat16 against float32 on this CPU, and as one without native bf16
+    bash run.sh bench.py grader           # vote.equivalent: answer pairs right, comparisons/s, adversarial inputs
 
 Each section but `real`, `autocast` and the second half of `nucleus` builds randomly initialised models from a
 real architecture's shapes; no weights are downloaded.
@@ -652,21 +653,73 @@ def bench_nucleus(args):
     print(f"  the same tokens in {same} of {len(out['candidates'])} rollouts")
 
 
+def bench_grader(args):
+    """vote.equivalent on the hand-checked answer pairs of data/grader/pairs.jsonl (share right; mathruler's too and
+    the agreement, where it imports: pip install --target DIR mathruler pylatexenc, PYTHONPATH=DIR), comparisons per
+    second (every cache cleared first, then warm), and the slowest comparison of long, deep or huge inputs.
+    --vote PATH times another copy of vote.py (an older commit's: git show COMMIT:vote.py > PATH)."""
+    import importlib.util
+    import json
+    spec = importlib.util.spec_from_file_location("vote_under_test", args.vote or vote.__file__)
+    grader = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(grader)
+    clear = getattr(getattr(grader, "_key", None), "cache_clear", lambda: None)
+    here = os.path.dirname(os.path.abspath(__file__))
+    for name in ("pairs.jsonl", "pairs-heldout.jsonl"):  # the held-out pairs were written after the grader
+        pairs = [json.loads(line) for line in open(os.path.join(here, "data", "grader", name))]
+        ours = [grader.equivalent(p["given"], p["reference"]) for p in pairs]
+        print(f"{name}: {args.vote or 'vote.py'} {sum(o == p['equal'] for o, p in zip(ours, pairs))} of {len(pairs)} "
+              f"right; {[(p['given'], p['reference']) for o, p in zip(ours, pairs) if o != p['equal']]} wrong")
+        try:
+            from mathruler.grader import grade_answer
+            theirs = [grade_answer(p["given"], p["reference"]) for p in pairs]
+            print(f"  mathruler: {sum(t == p['equal'] for t, p in zip(theirs, pairs))} of {len(pairs)} right; agrees "
+                  f"with this grader on {sum(t == o for t, o in zip(theirs, ours))}")
+        except ImportError:
+            print("  mathruler: not importable (see the docstring)")
+    pairs = [json.loads(line) for line in open(os.path.join(here, "data", "grader", "pairs.jsonl"))]
+    for warm in (False, True):
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < 3:
+            if not warm:
+                clear()
+            for p in pairs:
+                grader.equivalent(p["given"], p["reference"])
+            n += len(pairs)
+        print(f"  {'warm cache' if warm else 'cold'}: {n / (time.perf_counter() - t0):,.0f} comparisons/s")
+    adversarial = ["(" * 5000 + "1" + ")" * 5000, "\\frac{" * 3000 + "1" + "}" * 3000, "1+" * 5000 + "1",
+                   "x" * 10_000, "9" * 10_000, "(" + "1," * 5000 + "1)", "\\{" + "x+1," * 2500 + "2\\}",
+                   "2^{2^{100}}", "9^{9^{9}}", "10^{100000}", "(x+1)^{24}", "(x+y+z)^{24}", "(x+y+z+w+a+b+c+d)^{12}",
+                   "\\sqrt{" * 40 + "2" + "}" * 40, "\\sqrt[12]{" + "9" * 50 + "}", "(a+b)(c+d)(e+f)(g+h)(j+k)(l+m)",
+                   "+".join(f"(x+{k})^{{20}}" for k in range(8)), "x^{24}y^{24}+(x+y)^{24}", "1.5\\times10^{400}"]
+    worst = (0.0, "")
+    for s in adversarial:
+        clear()
+        t0 = time.perf_counter()
+        grader.equivalent(s, s[::-1])
+        grader.equivalent(s, s + "+1")
+        worst = max(worst, (time.perf_counter() - t0, s[:40]))
+    print(f"  slowest of {len(adversarial)} adversarial inputs (two comparisons, cold): {worst[0] * 1e3:.0f} ms, "
+          f"{worst[1]!r}...")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["sampler", "long", "grpo", "bleu", "dist", "real", "autocast", "nucleus",
-                                         "dtypes"])
+                                         "dtypes", "grader"])
     parser.add_argument("--reps", type=int, default=1, help="timed repetitions")
     parser.add_argument("--nproc", type=int, default=8, help="dist on GPUs: the most processes (one per GPU)")
     parser.add_argument("--rows", type=int, default=512, help="long: rows in the workload")
     parser.add_argument("--max-new", type=int, default=128, help="nucleus: new tokens of each rollout")
     parser.add_argument("--layers", type=int, default=2, help="dtypes: layers of the Qwen2.5-0.5B-shaped model")
     parser.add_argument("--timeout", type=int, default=300, help="dtypes: seconds for each instruction set")
+    parser.add_argument("--vote", help="grader: the vote.py to measure (default this one)")
     parser.add_argument("--model", default=os.path.join("cache", "qwen2.5-coder-0.5b-instruct"),
                         help="real, autocast, nucleus: a model folder")
     args = parser.parse_args()
     run = {"sampler": bench_sampler, "long": bench_long, "grpo": bench_grpo, "bleu": bench_bleu, "dist": bench_dist,
-           "real": bench_real, "autocast": bench_autocast, "nucleus": bench_nucleus, "dtypes": bench_dtypes}
+           "real": bench_real, "autocast": bench_autocast, "nucleus": bench_nucleus, "dtypes": bench_dtypes,
+           "grader": bench_grader}
     run[args.what](args)
 
 

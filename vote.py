@@ -6,25 +6,41 @@ Both R-Zero rewards go through this file (paper Sec. 3; PAPER.md Sec. 2.3-2.4, 3
 - the Solver's reward is 1 when its \\boxed{} answer is `equivalent` to that pseudo-label.
 Evaluation grades with the same `equivalent`, and reads multiple-choice answers with `extract_choice`.
 
-The official code grades with mathruler (PRM800K's grader: string normalisation, then sympy, with no time bound of
-its own: the official reward server and labelling script wrap each call in a 10-second timeout, the Solver's
-training reward, math.py, in none). `equivalent` accepts what that grader's normalisation does: `\\sqrt3` =
-`\\sqrt{3}`, `\\$` signs, `\\text{}` around a choice or after a value (a unit), mixed numbers (`3\\frac{3}{4}` =
-3.75), `\\dfrac` and `\\tfrac`, degrees, percent signs, thousands separators and an `x = ` prefix. Here every
-function runs in time linear in its input, with no sympy, no eval and no regex that can backtrack, so nothing ever
-needs a timeout. Departures from that grader, each on purpose:
-- Values are compared exactly as rationals, so 2/4, 1/2 and 0.5 are one answer. PRM800K refuses unreduced
-  fractions and non-integer forms of an integer answer; a vote needs a symmetric relation, so we do not.
-- No symbolic algebra: x+1 and 1+x are different answers.
+Equivalence (`equivalent`) compares keys (`answer_key`): each answer is normalised (`normalize`: `\\sqrt3` =
+`\\sqrt{3}`, `\\$` signs, `\\text{}` around a choice or after a value (a unit), `\\dfrac`, degrees, percent signs,
+thousands separators, an `x = ` prefix, a trailing period), then read as a plain number (exact rationals: 0.5 = 1/2
+= 2/4, mixed numbers, powers of ten), an expression, a tuple or interval, a set, a list or a matrix, else text.
+Two answers are equivalent when their keys are equal, so the relation is symmetric and transitive, no tolerance is
+involved, and the majority vote's classes are the keys themselves, whatever the order of the answers.
+
+Expressions are compared by value with sympy, which every torch installation already carries, so nothing new is
+installed: parsed by a small parser of our own (`_Parser`: arithmetic, powers, roots, \\frac, \\pi, i and
+single-letter variables, no eval and no LaTeX package), then expanded; the key is sympy's canonical form of the
+result, so 2\\sqrt3 = \\sqrt{12}, x^2+2x+1 = (x+1)^2 and 1+2i = 2i+1. sympy can run for hours on some inputs (the
+official grader hangs there, PAPER.md Sec. 7), so every input is bounded before sympy sees it (`_expression`: size,
+nesting, powers, roots, the number of terms once expanded); what falls outside the bounds is compared as text. Every
+other function runs in time linear in its input, with no regex that can backtrack.
+
+The official code grades with mathruler (PRM800K's grader: string normalisation, then sympy's simplify, with no
+time bound of its own: the official reward server and labelling script wrap each call in a 10-second timeout, the
+Solver's training reward, math.py, in none). Departures from it, each on purpose:
+- A vote needs a symmetric relation: PRM800K refuses unreduced fractions (2/4 against 1/2) and asks which side is the
+  reference; here both sides are read alike.
+- An expression that reduces to a number is not that plain number: 3+4 is not 7, \\sqrt{4} not 2, as PRM800K
+  refuses a non-integer form of an integer answer (a Solver that boxes its question's expression earns nothing).
+- Sets (\\{..\\}) and bare lists ("2, 3", "2 \\text{ and } 3") compare in any order; tuples and intervals in order.
+- No simplify: expressions are expanded, not reduced, so (x^2-1)/(x-1) is not x+1; nested radicals are not denested.
 - The official vote also merges any two answers that both contain "no " (a hack for yes/no questions); we don't.
 - The official extraction (mathruler's extract_boxed_content) returns the string "None" for a response without a
   box, which then votes like an answer; here such an answer is None and never wins (rzero's --official-votes gives
   the official reading).
-- A trailing period is dropped ("7." = 7).
 - `extract_boxed` also reads `\\fbox{}` and a bare `\\boxed 5`, as MATH's last_boxed_only_string does.
 
-Standard library only, so the file can be copied into another project alone.
+The standard library, and sympy where torch is installed (without it an expression is compared as text), so the
+file can be copied into another project alone.
 """
+import functools
+import math
 import re
 from dataclasses import dataclass
 from decimal import Decimal
@@ -105,6 +121,9 @@ _DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")  # unambiguous: no backtr
 _FRAC12 = re.compile(r"\\frac(\d)(\d)")
 _SQRT1 = re.compile(r"\\sqrt(\w)")  # \sqrt3 -> \sqrt{3}, as MATH's _fix_sqrt
 _LETTER = re.compile(r"\(([a-z])\)")  # (b) -> b: a choice written in parentheses
+_CONNECTIVE = re.compile(r"\\(?:text|mbox)\{\s*(?:and|or)\s*\}|\s+(?:and|or)\s+")
+_SCIENTIFIC = re.compile(r"(?:([+-]?(?:\d+(?:\.\d*)?|\.\d+))(?:\\times|\\cdot|\*))?10\^(?:\{([+-]?\d{1,4})\}|(\d))")
+_MATRIX = re.compile(r"\\begin\{([pbv]?matrix)\}(.*)\\end\{\1\}")
 
 
 def _strip_text(s):
@@ -133,10 +152,11 @@ def normalize(answer):
     """A canonical string for an answer: what is left when the notation that does not change the value is gone."""
     if answer is None:
         return ""
-    s = str(answer).strip()
+    s = str(answer).strip().replace("\\\\", "\0")  # a row break \\ must survive the drop of "\ " below
     for token in _DROP:
         s = s.replace(token, "")
-    s = _strip_text(s)
+    s = _CONNECTIVE.sub(",", s)  # 2 \text{ and } 3 is the list 2, 3 (not 2 with a unit)
+    s = _strip_text(s).replace("\0", "\\\\")
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
     s = _FRAC12.sub(r"\\frac{\1}{\2}", s)
     s = "".join(s.split()).lower()
@@ -201,25 +221,230 @@ def _as_tuple(s):
     return (s[0], parts, s[-1]) if len(parts) > 1 else None
 
 
-def _scalar_equal(a, b):
-    if a == b:
-        return True
-    va, vb = _fraction_value(a), _fraction_value(b)
-    return va is not None and va == vb
+def _number(s):
+    """The exact value of a plain number: an integer, a decimal, a fraction (a/b, \\frac{a}{b}), a mixed number
+    (3\\frac{3}{4}) or a power of ten (10^6, 1.5\\times10^{3}); None for anything else."""
+    m = _SCIENTIFIC.fullmatch(s)
+    if m:
+        exponent = int(m.group(2) or m.group(3))
+        return Fraction(m.group(1) or 1) * Fraction(10) ** exponent if abs(exponent) <= 400 else None
+    return _fraction_value(s)
+
+
+def answer_key(answer):
+    """The class of an answer: two answers are `equivalent` exactly when their keys are equal, so the relation is
+    symmetric and transitive, and the vote's classes do not depend on the order of the answers. None for a missing or
+    empty answer, which equals nothing. A key is one of
+    - ("number", exact value): a plain number (`_number`);
+    - ("expression", sympy's form of it, expanded): arithmetic on numbers, single-letter variables, i, \\pi, \\frac,
+      \\sqrt and powers, within bounds on size (`_expression`). Never a plain number's key: 3+4 is not 7 (PRM800K's
+      rule, an integer answer must be an integer; it also keeps a Solver from boxing its question's expression);
+    - ("tuple", "(", elements, "]"), ordered, the brackets kept (points, intervals); ("set", elements) for \\{..\\};
+      ("list", elements) for a bare list or items joined by "and"/"or", in any order; ("matrix", rows);
+    - ("text", the normalised string) for anything else: words, letters, what cannot be parsed within the bounds."""
+    s = normalize(answer)
+    return _key(s, 0) if s else None
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _key(s, depth):
+    if len(s) > 2000 or depth > 8:  # past any real answer: compared as text, in linear time
+        return ("text", s)
+    m = _MATRIX.fullmatch(s)
+    if m:
+        return ("matrix", tuple(tuple(_key(normalize(c), depth + 1) for c in row.split("&"))
+                                for row in m.group(2).split("\\\\")))
+    if s.startswith("\\{") and s.endswith("\\}") and len(s) > 4:
+        return ("set", tuple(sorted({_key(normalize(e), depth + 1) for e in _split_top_level(s[2:-2])}, key=repr)))
+    t = _as_tuple(s)
+    if t:
+        return ("tuple", t[0], tuple(_key(normalize(e), depth + 1) for e in t[1]), t[2])
+    parts = _split_top_level(s)
+    if len(parts) > 1:
+        return ("list", tuple(sorted((_key(normalize(e), depth + 1) for e in parts), key=repr)))
+    value = _number(s)
+    if value is not None:
+        return ("number", value)
+    form = _expression(s)
+    return ("expression", form) if form is not None else ("text", s)
 
 
 def equivalent(a, b):
-    """True when two answers mean the same: equal after `normalize`, equal as exact numbers, or tuples/intervals
-    whose brackets match and whose elements are equal one by one. Unparseable or empty answers equal nothing."""
-    na, nb = normalize(a), normalize(b)
-    if not na or not nb:
-        return False
-    if _scalar_equal(na, nb):
-        return True
-    ta, tb = _as_tuple(na), _as_tuple(nb)
-    if ta is None or tb is None or ta[0] != tb[0] or ta[2] != tb[2] or len(ta[1]) != len(tb[1]):
-        return False
-    return all(_scalar_equal(x, y) for x, y in zip(ta[1], tb[1]))
+    """True when two answers mean the same: their `answer_key`s are equal. Missing or empty answers equal nothing."""
+    ka = answer_key(a)
+    return ka is not None and ka == answer_key(b)
+
+# ----------------------------------------------------------------------------- expressions, by value and bounded
+
+# the known commands first: normalize removed the spaces, so 2\pi r reads \pir
+_TOKEN = re.compile(r"\d+(?:\.\d*)?|\.\d+|\\(?:frac|sqrt|pi|times|cdot|div)|\\[a-z]+|[a-z]|[-+*/^()\[\]{}]")
+_COMMANDS = {"\\frac", "\\sqrt", "\\pi", "\\times", "\\cdot", "\\div"}
+_MULTIPLY = {"\\times", "\\cdot", "*"}
+_MAX_TERMS, _MAX_SYMBOLIC_POWER, _MAX_DIGITS = 300, 24, 600
+
+
+class _Refused(Exception):
+    """The answer is not an expression this parser reads, or reading it could take long: it is compared as text."""
+
+
+def _expression(s):
+    """sympy's srepr of the expanded expression that s writes, or None (then s is compared as text). The bounds that
+    keep every call short, whatever the input: at most 200 characters and 10 levels of brackets; no word of three
+    letters or more (yes, odd, sin), no other LaTeX command than \\frac, \\sqrt, \\pi, \\times, \\cdot, \\div;
+    powers of a variable at most 24, of a number at most 600 digits, roots of order at most 12; at most 300 terms
+    once expanded (counted before expanding). sympy comes with torch; without it every expression is text."""
+    if not s or len(s) > 200 or s.isalpha() or s[0] in "([" and _closing(s, 0) == len(s) - 1:
+        return None  # a word or a letter is text; a whole in brackets, (1), is a label, not a value
+    tokens = _TOKEN.findall(s)
+    if "".join(tokens) != s or any(t.startswith("\\") and t not in _COMMANDS for t in tokens) or \
+            re.search(r"[a-z]{3}", s.replace("\\frac", "").replace("\\sqrt", "").replace("\\pi", "").replace(
+                "\\times", "").replace("\\cdot", "").replace("\\div", "")):
+        return None
+    try:
+        import sympy
+    except ImportError:
+        return None
+    try:
+        parser = _Parser(tokens, sympy)
+        expr = parser.sum()
+        if parser.i != len(tokens) or expr.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
+            return None
+        if _terms(expr) > _MAX_TERMS:
+            return None
+        return sympy.srepr(sympy.expand(expr))
+    except (_Refused, ValueError, TypeError, ZeroDivisionError, RecursionError):
+        return None
+
+
+def _closing(s, i):
+    """Index of the bracket closing the one at s[i], or -1."""
+    depth = 0
+    for j in range(i, len(s)):
+        depth += s[j] in "([{"
+        depth -= s[j] in ")]}"
+        if depth == 0:
+            return j
+    return -1
+
+
+def _terms(e):
+    """An upper bound on the terms of e once expanded: sums add, products multiply, (a + b + ...)^n of k terms gives
+    at most C(k + n - 1, n)."""
+    if e.is_Add:
+        return sum(_terms(a) for a in e.args)
+    if e.is_Mul:
+        return math.prod(_terms(a) for a in e.args)
+    if e.is_Pow and e.exp.is_Integer and e.exp > 0 and _terms(e.base) > 1:
+        return math.comb(_terms(e.base) + int(e.exp) - 1, int(e.exp))
+    return 1
+
+
+class _Parser:
+    """Recursive descent over the tokens of a normalised answer: sum := product (+|- product)*, product := unary
+    ((*|/|implicit) unary)*, unary := (-|+) unary | power, power := atom (^ atom)?, atom := number | letter | \\pi |
+    \\frac{..}{..} | \\sqrt[n]{..} | (..) | {..} | [..]. A letter is a variable, but i, the imaginary unit."""
+
+    def __init__(self, tokens, sympy):
+        self.t, self.i, self.depth, self.sp = tokens, 0, 0, sympy
+
+    def peek(self):
+        return self.t[self.i] if self.i < len(self.t) else None
+
+    def take(self, want=None):
+        tok = self.peek()
+        if tok is None or (want is not None and tok != want):
+            raise _Refused(want)
+        self.i += 1
+        return tok
+
+    def sum(self):
+        out = self.product()
+        while self.peek() in ("+", "-"):
+            out = out + self.product() if self.take() == "+" else out - self.product()
+        return out
+
+    def product(self):
+        out = self.unary()
+        while True:
+            tok = self.peek()
+            if tok in _MULTIPLY:
+                self.take()
+                out = out * self.unary()
+            elif tok in ("/", "\\div"):
+                self.take()
+                out = out / self.unary()
+            elif tok is not None and tok not in ("+", "-", ")", "]", "}", "^"):
+                out = out * self.unary()  # implicit: 2x, 2\\sqrt{3}, (x+1)(x-1)
+            else:
+                return out
+
+    def unary(self):
+        if self.peek() in ("-", "+"):
+            return -self.unary() if self.take() == "-" else self.unary()
+        return self.power()
+
+    def power(self):
+        base = self.atom()
+        if self.peek() != "^":
+            return base
+        self.take()
+        tok = self.peek()
+        if tok is not None and tok[0].isdigit() and len(tok) > 1 and "." not in tok:  # x^23 is x^2 times 3
+            self.t[self.i:self.i + 1] = [tok[0], tok[1:]]
+        exponent = self.atom()
+        return self._pow(base, exponent)
+
+    def _pow(self, base, exponent):
+        sp = self.sp
+        if exponent.free_symbols and not base.free_symbols and base.is_Rational:
+            return sp.Pow(base, exponent)  # 2^x: nothing to expand
+        if not (exponent.is_Rational and exponent.q <= 12):
+            raise _Refused("exponent")
+        if base.free_symbols:
+            if abs(exponent) > _MAX_SYMBOLIC_POWER:
+                raise _Refused("power")
+        elif base.is_Rational:
+            digits = max(len(str(abs(base.p))), len(str(base.q)))
+            if abs(exponent.p) * digits > _MAX_DIGITS * exponent.q:
+                raise _Refused("power")
+        elif abs(exponent) > _MAX_SYMBOLIC_POWER:
+            raise _Refused("power")
+        return sp.Pow(base, exponent)
+
+    def group(self, opening):
+        closing = {"(": ")", "[": "]", "{": "}"}[opening]
+        self.take(opening)
+        self.depth += 1
+        if self.depth > 10:
+            raise _Refused("depth")
+        inner = self.sum()
+        self.depth -= 1
+        self.take(closing)
+        return inner
+
+    def atom(self):
+        sp, tok = self.sp, self.peek()
+        if tok is None:
+            raise _Refused("end")
+        if tok in ("(", "[", "{"):
+            return self.group(tok)
+        self.take()
+        if tok[0].isdigit() or tok[0] == ".":
+            if len(tok) > 50:
+                raise _Refused("number")
+            return sp.Rational(tok)
+        if tok == "\\pi":
+            return sp.pi
+        if tok == "\\frac":
+            return self.group("{") / self.group("{")
+        if tok == "\\sqrt":
+            n = self.group("[") if self.peek() == "[" else sp.Integer(2)
+            if not (n.is_Integer and 2 <= n <= 12):
+                raise _Refused("root")
+            return self._pow(self.group("{"), sp.Rational(1, int(n)))
+        if tok.isalpha() and len(tok) == 1:
+            return sp.I if tok == "i" else sp.Symbol(tok)
+        raise _Refused(tok)
 
 
 @dataclass
@@ -231,22 +456,24 @@ class Vote:
 
 
 def majority_vote(answers):
-    """Majority vote over m answers (PAPER.md Sec. 2.4): greedy clustering against class representatives.
+    """Majority vote over m answers (PAPER.md Sec. 2.4): the classes are the answers' keys (`answer_key`), so they
+    are the same in any order of the answers, each represented by its first member.
 
-    Unparseable answers (None, or empty after normalisation) stay in the denominator of p_hat and never win.
+    Missing answers (None, or empty after normalisation) stay in the denominator of p_hat and never win.
     Ties go to the class seen first.
     """
-    reps, sizes, class_of = [], [], []
+    index, reps, sizes, class_of = {}, [], [], []
     for ans in answers:
-        k = -1
-        if normalize(ans):
-            k = next((j for j, rep in enumerate(reps) if equivalent(ans, rep)), -1)
-            if k < 0:
-                reps.append(ans)
-                sizes.append(0)
-                k = len(reps) - 1
-            sizes[k] += 1
-        class_of.append(k)
+        key = answer_key(ans)
+        if key is None:
+            class_of.append(-1)
+            continue
+        if key not in index:
+            index[key] = len(reps)
+            reps.append(ans)
+            sizes.append(0)
+        sizes[index[key]] += 1
+        class_of.append(index[key])
     if not reps:
         return Vote(None, 0.0, [], class_of)
     best = max(range(len(reps)), key=lambda j: (sizes[j], -j))
