@@ -115,11 +115,11 @@ def challenger_rewards(outputs, solver_answers, tau=0.5, lam=1.0, official=False
     paper; RESULTS.md Sec. 8) makes a question bad format unless the Challenger's own answer is the Solver's majority.
     """
     questions = [vote.extract_question(o) for o in outputs]
-    r_rep, clusters = repetition_penalty([q or "" for q in questions], tau, lam)
+    r_rep, clusters = repetition_penalty([q or "" for q in questions], tau, lam)  # paper Sec. 3.2: |C_k| / B
     results = []
     for text, q, answers, rep, cluster in zip(outputs, questions, solver_answers, r_rep, clusters):
-        v = vote.majority_vote(answers if q is not None else [])
-        r_unc = uncertainty_reward(v.p_hat, official, target)
+        v = vote.majority_vote(answers if q is not None else [])  # p_hat: the share that agrees with the majority
+        r_unc = uncertainty_reward(v.p_hat, official, target)  # paper Sec. 3.2: 1 - 2|p_hat - 1/2|
         answer = challenger_answer(text)
         agrees = q is not None and vote.equivalent(answer, v.label)  # a missing answer or label equals nothing
         good = q is not None and (agrees or not answer_check)

@@ -312,7 +312,7 @@ def _expression(s):
         if _terms(expr) > _MAX_TERMS:
             return None
         return sympy.srepr(sympy.expand(expr))
-    except (_Refused, ValueError, TypeError, ZeroDivisionError, RecursionError):
+    except Exception:  # _Refused, and the many kinds sympy raises: an answer it cannot read is text
         return None
 
 
