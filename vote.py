@@ -296,9 +296,8 @@ def _expression(s):
     if not s or len(s) > 200 or s.isalpha() or s[0] in "([" and _closing(s, 0) == len(s) - 1:
         return None  # a word or a letter is text; a whole in brackets, (1), is a label, not a value
     tokens = _TOKEN.findall(s)
-    if "".join(tokens) != s or any(t.startswith("\\") and t not in _COMMANDS for t in tokens) or \
-            re.search(r"[a-z]{3}", s.replace("\\frac", "").replace("\\sqrt", "").replace("\\pi", "").replace(
-                "\\times", "").replace("\\cdot", "").replace("\\div", "")):
+    letters = "".join("a" if len(t) == 1 and t.isalpha() else " " for t in tokens)  # runs of single letters
+    if "".join(tokens) != s or any(t.startswith("\\") and t not in _COMMANDS for t in tokens) or "aaa" in letters:
         return None
     try:
         import sympy
