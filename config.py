@@ -149,7 +149,7 @@ def configs_from_args(argv=None, say=lambda line: print(line, file=sys.stderr), 
         out.append(cls(**values))
     cfg, cpu = out[0], not out[0].device.startswith("cuda")
     auto = cpu and (cfg.sample_dtype == "auto" or cfg.cpu_autocast is None)
-    native = cpu and native_bf16(capabilities if capabilities is not None else torch.cpu.get_capabilities())
+    native = cpu and native_bf16(capabilities or getattr(torch.cpu, "get_capabilities", dict)())  # old torch: none
     if cfg.sample_dtype == "auto":
         cfg.sample_dtype = "bfloat16" if native or not cpu else "float32"
     if cfg.cpu_autocast is None:
