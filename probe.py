@@ -60,10 +60,10 @@ def votes(cfg, sv, world, path):
     questions, truths = [r["question"] for r in bench.rows], [r["answer"] for r in bench.rows]
     model, tok = runfolder.load_model(cfg.model, cfg, runfolder.sample_dtype(cfg))
     t0 = time.time()
-    run = types.SimpleNamespace(cfg=cfg, sv=sv, world=world)  # what rzero.label_votes reads of a run
+    run, m = types.SimpleNamespace(cfg=cfg, sv=sv, world=world), cfg.label_m or cfg.m  # what label_votes reads
     answers, vs = rzero.label_votes(model, tok, run, questions, runfolder.generator(cfg, "probe"),
-                                    desc=f"{bench.name}: {cfg.label_m or cfg.m} answers each")
-    print(f"{len(questions)} questions x {cfg.label_m or cfg.m} answers in {time.time() - t0:.0f} s")
+                                    desc=f"{bench.name}: {m} answers each")
+    print(f"{len(questions)} questions x {m} answers in {time.time() - t0:.0f} s")
     return [{"question": q, "answer": t, "votes": a, "label": v.label, "p_hat": v.p_hat, "classes": len(v.sizes),
              "label_correct": vote.equivalent(v.label, t)} for q, t, a, v in zip(questions, truths, answers, vs)]
 

@@ -30,8 +30,7 @@ from tqdm import tqdm
 import bleu
 import dist
 import evaluation
-from evaluation import encode
-from runfolder import RZeroError, read_json, read_jsonl, write_file, write_json
+from runfolder import RZeroError, iteration_folder, read_json, read_jsonl, write_file, write_json
 
 
 class Tracker:
@@ -112,7 +111,8 @@ def diversity(world, tokenizer, questions, sample=512):
     qs = [q for q in questions if q]
     if not qs:
         return {"distinct_2grams_per_q": 0.0, "mean_pairwise_bleu": 0.0}
-    bigrams = {tuple(ids[i:i + 2]) for ids in (encode(tokenizer, q) for q in qs) for i in range(len(ids) - 1)}
+    encoded = [evaluation.encode(tokenizer, q) for q in qs]
+    bigrams = {tuple(ids[i:i + 2]) for ids in encoded for i in range(len(ids) - 1)}
     out = {"distinct_2grams_per_q": len(bigrams) / len(qs), "mean_pairwise_bleu": bleu.mean_pairwise_bleu(qs[:sample])}
     if world.shape:
         out["distinct_shapes"] = len({world.shape(q) for q in qs})
@@ -135,7 +135,7 @@ def summarize(cfg):
     """The final tables, from the files the stages wrote: summary.json and summary.md in the output folder."""
     k, rows, tables, base = cfg.eval_k, [], {}, {}
     for it in range(0, cfg.iterations + 1):
-        d = os.path.join(cfg.out, "base" if it == 0 else f"iter{it}")
+        d = iteration_folder(cfg.out, it)
         ev = read_json(os.path.join(d, "eval.json")) if os.path.exists(os.path.join(d, "eval.json")) else {}
         row = {"iteration": "base" if it == 0 else it}
         base = ev.get("right", {}) if it == 0 else base
@@ -231,7 +231,7 @@ def load_run(folder):
            "challenger": [], "solver": []}
     its = sorted(int(d[4:]) for d in os.listdir(folder) if d.startswith("iter") and d[4:].isdigit())
     for it in [0] + its:
-        d = os.path.join(folder, f"iter{it}" if it else "base")
+        d = iteration_folder(folder, it)
         if os.path.exists(os.path.join(d, "eval.json")):
             run["eval"][it] = {n: t["all"]["greedy"] for n, t in read_json(os.path.join(d, "eval.json"))
                                ["benchmarks"].items()}

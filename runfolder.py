@@ -334,6 +334,11 @@ def settings_diff(old, new):
             if a.get(k) != b.get(k)]
 
 
+def iteration_folder(out, it):
+    """The folder of iteration `it` in run folder `out`: iterN, or base for 0 (the base model's evaluation)."""
+    return os.path.join(out, f"iter{it}" if it else "base")
+
+
 def stage_files(folder, name):
     """What stage `name` wrote in its folder: `name` itself and every `name_*` or `name.*` file, not its record and
     not a temporary (challenger/, challenger_metrics.jsonl, ...; dataset.jsonl, dataset_stats.json; eval.json)."""
@@ -391,7 +396,7 @@ class Run:
 
     def path(self, it, name):
         """A file of iteration `it` (0: the base model's evaluation): OUT/iterN/name or OUT/base/name."""
-        return os.path.join(self.cfg.out, f"iter{it}" if it else "base", name)
+        return os.path.join(iteration_folder(self.cfg.out, it), name)
 
     def log_step(self, role, it, row):
         self.tracker.log_step(role, it, row)
