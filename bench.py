@@ -10,7 +10,7 @@
     bash run.sh bench.py autocast         # the same model: a GRPO step under CPU bf16 autocast against float32
     bash run.sh bench.py nucleus          # top-p on a 151,936-token vocabulary: the full sort vs candidates
     bash run.sh bench.py dtypes           # bfloat16 against float32 on this CPU, and as one without native bf16
-    bash run.sh bench.py grader           # vote.equivalent: answer pairs right, comparisons/s, adversarial inputs
+    bash run.sh bench.py grader           # vote.equivalent: answer pairs right, comparisons/s, the slowest call
 
 Each section but `real`, `autocast` and the second half of `nucleus` builds randomly initialised models from a
 real architecture's shapes; no weights are downloaded.
@@ -653,20 +653,72 @@ def bench_nucleus(args):
     print(f"  the same tokens in {same} of {len(out['candidates'])} rollouts")
 
 
+def _adversarial_expression(rng, depth=0):
+    """A random expression tree of the kinds that make sympy work long: sums of many letters, products, powers with
+    negative, fractional, nested or symbolic exponents, roots, fractions, logarithms, binomials and floors."""
+    leaves = [lambda: str(rng.randint(0, 999)), lambda: rng.choice("abcdefghjkmnpqrstuvwxyz"), lambda: "\\pi",
+              lambda: "i", lambda: rng.choice(["\\omega", "\\theta", "\\alpha"]),
+              lambda: str(rng.randint(1, 9)) * rng.randint(20, 60),
+              lambda: f"{rng.randint(1, 99)}.{rng.randint(1, 99)}",
+              lambda: f"{rng.randint(1, 9)}e{rng.randint(1, 999)}"]
+    if depth >= 4 or rng.random() < 0.25:
+        return rng.choice(leaves)()
+    sub = lambda: _adversarial_expression(rng, depth + 1)  # noqa: E731
+    exponent = rng.choice([lambda: str(rng.randint(2, 40)), lambda: f"{{-{rng.randint(2, 40)}}}",
+                           lambda: f"{{\\frac{{{rng.randint(1, 400)}}}{{{rng.randint(2, 12)}}}}}",
+                           lambda: f"{{{sub()}}}",
+                           lambda: f"{{{rng.randint(2, 9)}^{{{rng.randint(2, 9)}}}}}"])
+    return rng.choice([
+        lambda: "+".join(sub() for _ in range(rng.randint(2, 10))),
+        lambda: "(" + "+".join(sub() for _ in range(rng.randint(2, 10))) + ")",
+        lambda: "".join(f"({sub()})" for _ in range(rng.randint(2, 8))),
+        lambda: f"({sub()})^{exponent()}", lambda: f"{sub()}^{exponent()}",
+        lambda: f"\\sqrt{{{sub()}}}", lambda: f"\\sqrt[{rng.randint(2, 14)}]{{{sub()}}}",
+        lambda: f"\\frac{{{sub()}}}{{{sub()}}}", lambda: f"\\ln({sub()})", lambda: f"\\log_{{{sub()}}} {sub()}",
+        lambda: f"\\binom{{{sub()}}}{{{sub()}}}", lambda: f"\\lfloor {sub()} \\rfloor",
+        lambda: f"{sub()} \\cdot {sub()}",
+    ])()
+
+
+def _adversarial_inputs(count, seed=0):
+    """count random expression trees, then long runs of whitespace and of every separator the patterns match, deep
+    brackets and huge literals."""
+    import random
+    rng = random.Random(seed)
+    inputs = []
+    while len(inputs) < count:  # most under vote's 200 characters, past which an answer is text at once
+        s = _adversarial_expression(rng)
+        if len(s) <= 200 or rng.random() < 0.05:
+            inputs.append(s)
+    runs = [" ", "\t", ",", ", ", " and ", " or ", "\\text{ and }", "\\cup", "\\pm", "=", "x=", "\\\\", "&", "_", "^",
+            "{,}", "\\,", "\\!", "1,000", "(", ")", "\\{", "\\frac{", "\\sqrt", "\\text{", "\\overline{", "e", "1e",
+            "(1,1),", "\\begin{pmatrix}", "\\left(", "x+", "a"]
+    for r in runs:
+        for n in (10_000, 100_000):
+            inputs += ["1" + r * (n // len(r)) + "2", r * (n // len(r)), "x" + r * (n // len(r))]
+    inputs += ["(" * 5000 + "1" + ")" * 5000, "9" * 100_000, "(" + "1," * 5000 + "1)", "\\{" + "x+1," * 500 + "2\\}",
+               "2^{2^{100}}", "9^{9^{9}}", "10^{100000}", "1e99999", "(x+y+z+w+a+b+c+d)^{12}",
+               ",".join(f"(x+{k})^{{20}}" for k in range(40)), "+".join(f"(x+{k})^{{20}}" for k in range(8))]
+    return inputs
+
+
 def bench_grader(args):
-    """vote.equivalent on the hand-checked answer pairs of data/grader/pairs.jsonl (share right; mathruler's too and
-    the agreement, where it imports: pip install --target DIR mathruler pylatexenc, PYTHONPATH=DIR), comparisons per
-    second (every cache cleared first, then warm), and the slowest comparison of long, deep or huge inputs.
-    --vote PATH times another copy of vote.py (an older commit's: git show COMMIT:vote.py > PATH)."""
+    """vote.equivalent on the hand-checked answer pairs of data/grader/ (share right; mathruler's too and the
+    agreement, where it imports: pip install --target DIR mathruler pylatexenc, PYTHONPATH=DIR), comparisons per
+    second (every cache cleared first, then warm), and the slowest call on --adversarial random expression trees
+    and long runs of whitespace and separators, each compared cold with itself reversed and with itself + 1.
+    --vote PATH measures another copy of vote.py (an older commit's: git show COMMIT:vote.py > PATH)."""
     import importlib.util
     import json
+    from collections import Counter
     spec = importlib.util.spec_from_file_location("vote_under_test", args.vote or vote.__file__)
     grader = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(grader)
     clear = getattr(getattr(grader, "_key", None), "cache_clear", lambda: None)
-    here = os.path.dirname(os.path.abspath(__file__))
-    for name in ("pairs.jsonl", "pairs-heldout.jsonl"):  # the held-out pairs were written after the grader
-        pairs = [json.loads(line) for line in open(os.path.join(here, "data", "grader", name))]
+    folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "grader")
+    files = {name: [json.loads(line) for line in open(os.path.join(folder, name))]
+             for name in sorted(os.listdir(folder))}
+    for name, pairs in files.items():  # pairs-heldout.jsonl was written after #47's grader, pairs-audit.jsonl for #50
         ours = [grader.equivalent(p["given"], p["reference"]) for p in pairs]
         print(f"{name}: {args.vote or 'vote.py'} {sum(o == p['equal'] for o, p in zip(ours, pairs))} of {len(pairs)} "
               f"right; {[(p['given'], p['reference']) for o, p in zip(ours, pairs) if o != p['equal']]} wrong")
@@ -677,7 +729,7 @@ def bench_grader(args):
                   f"with this grader on {sum(t == o for t, o in zip(theirs, ours))}")
         except ImportError:
             print("  mathruler: not importable (see the docstring)")
-    pairs = [json.loads(line) for line in open(os.path.join(here, "data", "grader", "pairs.jsonl"))]
+    pairs = files["pairs.jsonl"]
     for warm in (False, True):
         n, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < 3:
@@ -687,20 +739,20 @@ def bench_grader(args):
                 grader.equivalent(p["given"], p["reference"])
             n += len(pairs)
         print(f"  {'warm cache' if warm else 'cold'}: {n / (time.perf_counter() - t0):,.0f} comparisons/s")
-    adversarial = ["(" * 5000 + "1" + ")" * 5000, "\\frac{" * 3000 + "1" + "}" * 3000, "1+" * 5000 + "1",
-                   "x" * 10_000, "9" * 10_000, "(" + "1," * 5000 + "1)", "\\{" + "x+1," * 2500 + "2\\}",
-                   "2^{2^{100}}", "9^{9^{9}}", "10^{100000}", "(x+1)^{24}", "(x+y+z)^{24}", "(x+y+z+w+a+b+c+d)^{12}",
-                   "\\sqrt{" * 40 + "2" + "}" * 40, "\\sqrt[12]{" + "9" * 50 + "}", "(a+b)(c+d)(e+f)(g+h)(j+k)(l+m)",
-                   "+".join(f"(x+{k})^{{20}}" for k in range(8)), "x^{24}y^{24}+(x+y)^{24}", "1.5\\times10^{400}"]
-    worst = (0.0, "")
-    for s in adversarial:
-        clear()
-        t0 = time.perf_counter()
-        grader.equivalent(s, s[::-1])
-        grader.equivalent(s, s + "+1")
-        worst = max(worst, (time.perf_counter() - t0, s[:40]))
-    print(f"  slowest of {len(adversarial)} adversarial inputs (two comparisons, cold): {worst[0] * 1e3:.0f} ms, "
-          f"{worst[1]!r}...")
+    inputs, times = _adversarial_inputs(args.adversarial), []
+    t_all = time.perf_counter()
+    for s in inputs:
+        for other in (s[::-1], s + "+1"):
+            clear()
+            t0 = time.perf_counter()
+            grader.equivalent(s, other)
+            times.append((time.perf_counter() - t0, s))
+    times.sort(key=lambda ts: ts[0], reverse=True)
+    kinds = Counter((grader.answer_key(s) or ["empty"])[0] for s in inputs)  # text: refused by a bound, or words
+    print(f"  {len(inputs):,} adversarial inputs ({dict(kinds)}), {len(times):,} calls, cold, in "
+          f"{time.perf_counter() - t_all:.0f} s; median {1e3 * times[len(times) // 2][0]:.1f} ms; slowest:")
+    for seconds, s in times[:5]:
+        print(f"    {1e3 * seconds:7.1f} ms  {s[:100]!r}{f' ... ({len(s):,} characters)' if len(s) > 100 else ''}")
 
 
 def main():
@@ -714,6 +766,7 @@ def main():
     parser.add_argument("--layers", type=int, default=2, help="dtypes: layers of the Qwen2.5-0.5B-shaped model")
     parser.add_argument("--timeout", type=int, default=300, help="dtypes: seconds for each instruction set")
     parser.add_argument("--vote", help="grader: the vote.py to measure (default this one)")
+    parser.add_argument("--adversarial", type=int, default=10_000, help="grader: random expression trees to time")
     parser.add_argument("--model", default=os.path.join("cache", "qwen2.5-coder-0.5b-instruct"),
                         help="real, autocast, nucleus: a model folder")
     args = parser.parse_args()

@@ -47,7 +47,7 @@ class SolverConfig:
     steps: int = _f(15, "GRPO steps per iteration (paper; the official run keeps step 15 of 20)")
     prompts: int = _f(512, "questions per step (official)")
     group_size: int = _f(5, "answers sampled per question: the GRPO group (official rollout.n)")
-    mini_batch: int = _f(128, "questions per optimizer update: 4 updates a step (paper and official)")
+    mini_batch: int = _f(128, "questions per optimizer update: 4 updates a step (official; the paper's by #23)")
     micro_batch: int = _f(8, "sequences per forward/backward pass (speed and memory only)")
     lr: float = _f(1e-6, "AdamW learning rate, constant (official)")
     kl_coef: float = _f(0.01, "k3 KL weight to the iteration's initial Solver; 0: no reference model (official)")
@@ -61,7 +61,7 @@ class SolverConfig:
 class LoopConfig:
     model: str = _f("", "base model: a local folder or hub id (empty: the embedded tiny world)")
     out: str = _f("runs/rzero", "output folder; rerunning the same command resumes there")
-    iterations: int = _f(3, "co-evolution iterations K (paper; a larger K extends a finished run)")
+    iterations: int = _f(3, "co-evolution iterations K (paper 3; official 5; a larger K extends a finished run)")
     m: int = _f(10, "Solver answers per question, for the reward's vote and the labels' (paper)")
     label_m: int = _f(0, "Solver answers per candidate for its label; 0: --m (paper 10, official 9)")
     vote_temperature: float = _f(1.0, "temperature of the voting answers (official)")
@@ -74,7 +74,7 @@ class LoopConfig:
     max_classes: int = _f(0, "drop a candidate whose answers scatter into more classes than this; 0: off (neither's)")
     skip_zero_advantage: bool = _f(False, "drop rollouts with advantage 0 before GRPO's mini-batches (neither's)")
     eval_file: list = _f((), "a benchmark JSONL (math or multiple-choice rows) or a folder of them; repeatable")
-    eval_k: int = _f(0, "samples per question for mean@k and maj@k besides greedy; 0: greedy only (paper)")
+    eval_k: int = _f(0, "samples per question for mean@k and maj@k besides greedy; 0: greedy only (official)")
     eval_max_new_tokens: int = _f(4096, "new tokens of a math answer in evaluation (official)")
     eval_choice_max_new_tokens: int = _f(8192, "new tokens of a multiple-choice answer in evaluation (official)")
     oracle_labels: bool = _f(False, "measurement only: train the Solver on exact answers, not the vote")
@@ -87,16 +87,16 @@ class LoopConfig:
     max_rows: int = _f(512, "most sequences sampled at once per process")
     kv_cache_gb: float = _f(0.0, "the sampler's KV cache budget per process in GB; 0: 80%% of a GPU's free memory")
     compile: bool = _f(False, "capture the sampler's decode step with torch.compile (not yet measured on a GPU)")
-    grad_checkpointing: bool = _f(False, "recompute layer activations in backward")
-    cpu_autocast: bool = _f(None, "GRPO in bfloat16 autocast on a CPU (default: where the CPU has native bf16)")
+    grad_checkpointing: bool = _f(False, "recompute layer activations in backward (official: on; memory, not results)")
+    cpu_autocast: bool = _f(None, "GRPO in bfloat16 autocast on a CPU; auto: where the CPU has native bf16")
     report_to: str = _f("none", "stream metrics to none, tensorboard (OUT/tensorboard) or wandb (report.py)")
     force_lock: bool = _f(False, "take over the folder's lock from a run on another host known to be gone")
     seed: int = _f(0, "seed of every stage's randomness")
 
 
 # The official run as far as it is offered (PAPER.md Sec. 9); every other default is already the official code's.
-OFFICIAL_FLAGS = ("--label-m", "9", "--band", "0.3", "0.8", "--challenger-official-reward", "--official-votes",
-                  "--solver-loss-agg", "seq-mean-token-mean")
+OFFICIAL_FLAGS = ("--iterations", "5", "--label-m", "9", "--band", "0.3", "0.8", "--challenger-official-reward",
+                  "--official-votes", "--solver-loss-agg", "seq-mean-token-mean", "--grad-checkpointing")
 ROLES = (("", LoopConfig, "loop"), ("challenger-", ChallengerConfig, "challenger"), ("solver-", SolverConfig, "solver"))
 
 
@@ -114,23 +114,28 @@ def native_bf16(capabilities):
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="bash run.sh",
-        description="R-Zero (arXiv 2508.05004); with no --model, the tiny world and its preset (toy.PRESET). Each "
-                    "default says whose it is: the paper's, the official code's, or neither's.")
-    for prefix, cls, _ in ROLES:
+        description="R-Zero (arXiv 2508.05004); with no --model, the tiny world and its preset (toy.PRESET), whose "
+                    "values each option names after its own default. Each default says whose it is: the paper's, the "
+                    "official code's, or neither's.")
+    for prefix, cls, role in ROLES:
         group = parser.add_argument_group(cls.__name__)
         for f in fields(cls):
-            name, doc = flag(prefix, f.name), f.metadata["help"]
+            name, doc, tiny = flag(prefix, f.name), f.metadata["help"], toy.PRESET[role].get(f.name)
+            shown = lambda v: ("on" if v else "off") if f.type is bool else " ".join(map(str, v)) if f.type is tuple \
+                else repr(v)  # noqa: E731
+            default = "auto" if f.default is None else shown(f.default)
+            if tiny is not None:
+                default += f"; tiny world {shown(tiny)}"
             if f.type is bool:
-                default = "auto" if f.default is None else "on" if f.default else "off"
                 group.add_argument(name, action=argparse.BooleanOptionalAction, help=f"{doc} (default {default})")
             elif f.type is list:
                 group.add_argument(name, action="append", metavar="PATH", help=doc)
             elif f.type is tuple:
                 group.add_argument(name, nargs=2, type=float, metavar=("LOW", "HIGH"),
-                                   help=f"{doc} (default {' '.join(map(str, f.default))})")
+                                   help=f"{doc} (default {default})")
             else:
                 group.add_argument(name, type=f.type, metavar=f.type.__name__.upper(),
-                                   help=f"{doc} (default {f.default!r})")
+                                   help=f"{doc} (default {default})")
     return parser
 
 

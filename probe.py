@@ -21,7 +21,7 @@ import types
 
 import config
 import dist
-import runfolder
+import models
 import rzero
 import vote
 from evaluation import encode, read_benchmark, render, stop_ids
@@ -31,12 +31,12 @@ FILTERS = {"the paper's band, 0.25-0.75": dict(band=(0.25, 0.75)),
 
 
 def challenger(cfg, ch, world, samples):
-    model, tok = runfolder.load_model(cfg.model, cfg, runfolder.sample_dtype(cfg))
+    model, tok = models.load_model(cfg.model, cfg, models.sample_dtype(cfg))
     prompt = encode(tok, render(tok, world.prompts.challenger_system, world.prompts.challenger_user))
     t0 = time.time()
     outs = dist.sample(model, [prompt], n=samples, max_new_tokens=ch.max_new_tokens, temperature=ch.temperature,
-                       top_p=ch.top_p, stop_ids=stop_ids(model, tok), generator=runfolder.generator(cfg, "probe"),
-                       desc="Challenger prompt", **runfolder.limits(cfg))[0]
+                       top_p=ch.top_p, stop_ids=stop_ids(model, tok), generator=models.generator(cfg, "probe"),
+                       desc="Challenger prompt", **models.limits(cfg))[0]
     seconds = time.time() - t0
     rows = [{"response": tok.decode(o.tokens, skip_special_tokens=True), "tokens": len(o.tokens), "finish": o.finish}
             for o in outs]
@@ -58,10 +58,10 @@ def votes(cfg, sv, world, path):
     if bench.kind != "math":
         raise SystemExit(f"probe.py: {path} is not a math benchmark")
     questions, truths = [r["question"] for r in bench.rows], [r["answer"] for r in bench.rows]
-    model, tok = runfolder.load_model(cfg.model, cfg, runfolder.sample_dtype(cfg))
+    model, tok = models.load_model(cfg.model, cfg, models.sample_dtype(cfg))
     t0 = time.time()
     run, m = types.SimpleNamespace(cfg=cfg, sv=sv, world=world), cfg.label_m or cfg.m  # what label_votes reads
-    answers, vs = rzero.label_votes(model, tok, run, questions, runfolder.generator(cfg, "probe"),
+    answers, vs = rzero.label_votes(model, tok, run, questions, models.generator(cfg, "probe"),
                                     desc=f"{bench.name}: {m} answers each")
     print(f"{len(questions)} questions x {m} answers in {time.time() - t0:.0f} s")
     return [{"question": q, "answer": t, "votes": a, "label": v.label, "p_hat": v.p_hat, "classes": len(v.sizes),

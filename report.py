@@ -30,7 +30,8 @@ from tqdm import tqdm
 import bleu
 import dist
 import evaluation
-from runfolder import RZeroError, iteration_folder, read_json, read_jsonl, write_file, write_json
+from runfolder import (CONFIG, DATASET_STATS, EVAL, REPORT, SUMMARY, RZeroError, iteration_folder, metrics_file,
+                       read_json, read_jsonl, write_file, write_json)
 
 
 class Tracker:
@@ -39,7 +40,7 @@ class Tracker:
     def __init__(self, backend, out, settings=None, steps=None):
         self.backend = backend if dist.is_main() else "none"
         self.steps = steps or {}  # GRPO steps per iteration of each role: {"challenger": 5, "solver": 15}
-        self.path, self.writer, self.run = os.path.join(out, "report.json"), None, None
+        self.path, self.writer, self.run = os.path.join(out, REPORT), None, None
         self.ledger = read_json(self.path) if self.backend != "none" and os.path.exists(self.path) else {"sent": {}}
         if self.backend == "tensorboard":
             from torch.utils.tensorboard import SummaryWriter
@@ -86,12 +87,12 @@ class Tracker:
         if self.backend == "none":
             return
         if name in self.steps:  # a Solver carried over wrote no metrics
-            for row in read_jsonl(os.path.join(folder, f"{name}_metrics.jsonl")):
+            for row in read_jsonl(os.path.join(folder, metrics_file(name))):
                 self.log_step(name, it, row)
         elif name == "dataset":
-            self.send("dataset", it, read_json(os.path.join(folder, "dataset_stats.json")))
+            self.send("dataset", it, read_json(os.path.join(folder, DATASET_STATS)))
         elif name == "eval":
-            ev = read_json(os.path.join(folder, "eval.json"))
+            ev = read_json(os.path.join(folder, EVAL))
             self.send("eval", it, {**{name: t["all"] for name, t in ev["benchmarks"].items()}, **ev["averages"],
                                    "seconds": ev["seconds"]})
 
@@ -131,12 +132,28 @@ def collapse_warning(where, stats):
 # ----------------------------------------------------------------------------- the summary tables of a run
 
 
+def read_run(folder, iterations=None):
+    """Every file of a run folder that the summary and the figures read, in one walk: the settings that decide its
+    results and, per iteration (0: the base; up to `iterations` if given), its eval.json, dataset_stats.json and both
+    roles' per-step metrics, None or [] where a file is not there (yet)."""
+    if not os.path.isfile(os.path.join(folder, CONFIG)):
+        raise ValueError(f"{folder} is not a run folder (it has no {CONFIG})")
+    found = sorted(int(d[4:]) for d in os.listdir(folder) if d.startswith("iter") and d[4:].isdigit())
+    run = {"settings": read_json(os.path.join(folder, CONFIG)).get("defining", {}), "iterations": {}}
+    for it in [0] + [i for i in found if iterations is None or i <= iterations]:
+        path = lambda name: os.path.join(iteration_folder(folder, it), name)  # noqa: E731
+        run["iterations"][it] = {
+            "eval": read_json(path(EVAL)) if os.path.exists(path(EVAL)) else None,
+            "dataset": read_json(path(DATASET_STATS)) if os.path.exists(path(DATASET_STATS)) else None,
+            **{role: read_jsonl(path(metrics_file(role))) for role in ("challenger", "solver")}}
+    return run
+
+
 def summarize(cfg):
     """The final tables, from the files the stages wrote: summary.json and summary.md in the output folder."""
     k, rows, tables, base = cfg.eval_k, [], {}, {}
-    for it in range(0, cfg.iterations + 1):
-        d = iteration_folder(cfg.out, it)
-        ev = read_json(os.path.join(d, "eval.json")) if os.path.exists(os.path.join(d, "eval.json")) else {}
+    for it, files in read_run(cfg.out, cfg.iterations)["iterations"].items():
+        ev, ds, chm, sm = files["eval"] or {}, files["dataset"] or {}, files["challenger"], files["solver"]
         row = {"iteration": "base" if it == 0 else it}
         base = ev.get("right", {}) if it == 0 else base
         if it and ev.get("right"):  # [points, paired standard error] against the base, the same questions
@@ -151,20 +168,17 @@ def summarize(cfg):
             row["levels_greedy"] = {name: {lv: r["greedy"] for lv, r in t["levels"].items()}
                                     for name, t in bench.items()}
         if it:
-            ds = read_json(os.path.join(d, "dataset_stats.json"))
-            chm = read_jsonl(os.path.join(d, "challenger_metrics.jsonl"))
-            sm = read_jsonl(os.path.join(d, "solver_metrics.jsonl"))
             row.update({"label_accuracy": ds.get("label_accuracy"), "in_band_before": chm[0].get("in_band")
-                        if chm else None, "in_band_after": ds.get("in_band"), "dataset": ds["kept"],
+                        if chm else None, "in_band_after": ds.get("in_band"), "dataset": ds.get("kept"),
                         **{key: ds.get(key) for key in ("difficulty", "distinct_2grams_per_q", "mean_pairwise_bleu",
                                                         "distinct_shapes")},
                         "seconds": {"challenger": round(sum(r["seconds"] for r in chm), 1),
-                                    "dataset": ds["seconds"], "solver": round(sum(r["seconds"] for r in sm), 1),
+                                    "dataset": ds.get("seconds"), "solver": round(sum(r["seconds"] for r in sm), 1),
                                     "eval": ev.get("seconds")}})
         rows.append(row)
-    write_json(os.path.join(cfg.out, "summary.json"), rows)
+    write_json(os.path.join(cfg.out, SUMMARY + ".json"), rows)
     md = markdown_tables(rows, tables, k)
-    write_file(os.path.join(cfg.out, "summary.md"), md)
+    write_file(os.path.join(cfg.out, SUMMARY + ".md"), md)
     return md
 
 
@@ -224,25 +238,17 @@ def markdown_tables(rows, tables, k):
 
 def load_run(folder):
     """Per iteration (0: the base) the greedy accuracy of each benchmark and the share of labels right, and the
-    per-step rewards of both roles, from the files a run folder holds."""
-    if not os.path.isfile(os.path.join(folder, "config.json")):
-        raise ValueError(f"{folder} is not a run folder (it has no config.json)")
-    run = {"settings": read_json(os.path.join(folder, "config.json")).get("defining", {}), "eval": {}, "labels": {},
-           "challenger": [], "solver": []}
-    its = sorted(int(d[4:]) for d in os.listdir(folder) if d.startswith("iter") and d[4:].isdigit())
-    for it in [0] + its:
-        d = iteration_folder(folder, it)
-        if os.path.exists(os.path.join(d, "eval.json")):
-            run["eval"][it] = {n: t["all"]["greedy"] for n, t in read_json(os.path.join(d, "eval.json"))
-                               ["benchmarks"].items()}
-        if os.path.exists(os.path.join(d, "dataset_stats.json")):
-            stats = read_json(os.path.join(d, "dataset_stats.json"))
-            if "label_accuracy" in stats:
-                run["labels"][it] = 100 * stats["label_accuracy"]
+    per-step rewards of both roles, from `read_run`."""
+    run = read_run(folder)
+    out = {"settings": run["settings"], "eval": {}, "labels": {}, "challenger": [], "solver": []}
+    for it, files in run["iterations"].items():
+        if files["eval"]:
+            out["eval"][it] = {n: t["all"]["greedy"] for n, t in files["eval"]["benchmarks"].items()}
+        if "label_accuracy" in (files["dataset"] or {}):
+            out["labels"][it] = 100 * files["dataset"]["label_accuracy"]
         for role in ("challenger", "solver"):
-            if os.path.exists(os.path.join(d, f"{role}_metrics.jsonl")):
-                run[role] += [(it, r["reward"]) for r in read_jsonl(os.path.join(d, f"{role}_metrics.jsonl"))]
-    return run
+            out[role] += [(it, r["reward"]) for r in files[role]]
+    return out
 
 
 def _shown(value):

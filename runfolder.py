@@ -1,35 +1,30 @@
-"""The run folder and the engineering around Algorithm 1: nothing here knows what a stage computes.
+"""The run folder: what a run writes and how it resumes; nothing here knows what a stage computes.
 
 - `Run`: one run in its folder. `Run.stage` runs a stage of rzero.py unless its record says it is done, then
-  records it and sends its metrics to the tracker (report.py). Entering a Run takes the folder's lock and checks
-  config.json against the command's settings (`settings_diff`, `HOW_IT_RUNS`).
-- Files: written under a temporary name and renamed into place, by rank 0 only, so a killed run never leaves half a
-  file. A stage's record (`file_record`) names each file the stage wrote with its size and sha256; it is written
-  last, so a stage counts as done only when its record exists and its files still match it (`record_mismatch`).
+  records it and sends its metrics to the tracker it was handed (report.Tracker). Entering a Run takes the folder's
+  lock and checks config.json against the command's settings (`settings_diff`, `HOW_IT_RUNS`).
+- Files: each named once (`CONFIG`, `EVAL`, ...), written under a temporary name and renamed into place, by rank 0
+  only, so a killed run never leaves half a file. A stage states each file it writes (`Run.output`); its record
+  (`file_record`) names them with their sizes and sha256s, and is written last, so a stage counts as done only when
+  its record exists and its files still match it (`record_mismatch`).
 - One run at a time writes a folder: `take_lock` before anything is written there, `release_lock` at the end.
-- Models: `load_model` (sharded inside a process group) and `save_model` (whole, atomic); each stage's seeds.
-- The way out: `one_line_errors` turns every failure into one line and an exit status (`io_error`: the file, the
-  cause, and that the same command resumes); `cli` is a command's entry, torchrun's included.
+- Errors: `RZeroError`, and `io_error` for a failed read or write (the file, the cause, and that the same command
+  resumes). Models and seeds are models.py's; the command's way in and out, command.py's.
 """
-import contextlib
 import hashlib
 import json
 import os
 import re
-import shutil
-import signal
 import socket
 import sys
 import time
 import uuid
-import zlib
 from dataclasses import fields
 
 import torch
 
 import config
 import dist
-import sampler
 
 
 class RZeroError(Exception):
@@ -37,6 +32,16 @@ class RZeroError(Exception):
 
 
 RESUME = "rerun the same command to resume after the last finished stage"
+
+# The files of a run folder, each named here once: OUT/config.json, OUT/report.json, OUT/summary.json and .md, and in
+# each iteration's folder (`iteration_folder`) what its stages write besides the role's checkpoint folder
+CONFIG, REPORT, SUMMARY = "config.json", "report.json", "summary"
+EVAL, DATASET, DATASET_STATS, SAMPLES = "eval.json", "dataset.jsonl", "dataset_stats.json", "challenger_samples.jsonl"
+
+
+def metrics_file(role):
+    """A role's per-step GRPO metrics: challenger_metrics.jsonl, solver_metrics.jsonl."""
+    return f"{role}_metrics.jsonl"
 
 
 def io_error(path, e):
@@ -215,74 +220,6 @@ def read_jsonl(path):
     with open(path) as f:
         return [json.loads(line) for line in f]
 
-# ----------------------------------------------------------------------------- models: load, save, dtypes, seeds
-
-
-def compute_dtype(cfg):
-    return torch.bfloat16 if cfg.device.startswith("cuda") else getattr(torch, cfg.dtype)
-
-
-def sample_dtype(cfg):
-    return getattr(torch, cfg.sample_dtype)
-
-
-def limits(cfg):
-    """The sampler's settings of precision, memory and speed, as dist.sample's keyword arguments."""
-    return dict(dtype=sample_dtype(cfg), max_rows=cfg.max_rows, kv_cache_gb=cfg.kv_cache_gb, compile=cfg.compile)
-
-
-def load_model(path, cfg, dtype=None):
-    """A role's model on this rank: FSDP2-sharded inside a process group (dist.py), else whole on cfg.device.
-    A trained model keeps cfg.dtype (the master weights, the default); a frozen one needs no master copy: the KL
-    reference is held in the compute dtype, a model that only samples (a Solver that votes or answers, the
-    Challenger that writes the candidates) in the sampling dtype."""
-    from safetensors import SafetensorError
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
-    hf_logging.disable_progress_bar()  # its loading bars would bury the stage lines
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or getattr(torch, cfg.dtype))
-    except (OSError, ValueError, SafetensorError) as e:
-        raise RZeroError(f"cannot load a model from {path!r}: {str(e).strip().splitlines()[0]}") from None
-    model = dist.shard(model, compute_dtype(cfg)) if dist.active() else model.to(cfg.device)
-    return model.eval(), tokenizer
-
-
-def save_model(model, tokenizer, path):
-    """A safetensors model folder that AutoModelForCausalLM.from_pretrained loads, written by rank 0 under a
-    temporary name and renamed into place, so a killed run never leaves half a checkpoint. A sharded model is
-    gathered first (every rank takes part) and saved whole, in its master dtype."""
-    from safetensors import SafetensorError
-    state = dist.full_state_dict(model) if dist.sharded(model) else None
-    if not dist.is_main():
-        return
-    tmp = f"{path}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        model.save_pretrained(tmp, state_dict=state)
-        tokenizer.save_pretrained(tmp)
-        shutil.rmtree(path, ignore_errors=True)
-        os.replace(tmp, path)
-    except BaseException as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(e, (OSError, SafetensorError)):
-            raise io_error(path, e) from None
-        raise
-
-
-def stage_seed(cfg, *names):
-    """Each stage seeds its own randomness from the run seed and its name, so a resumed run redoes a stage
-    exactly as an uninterrupted run would."""
-    return zlib.crc32(repr((cfg.seed,) + names).encode())
-
-
-def generator(cfg, *names):
-    """The stage's generator on this rank: rank 0 keeps the stage's seed, so one process draws exactly what it
-    always did; the others derive their own (the same seed would give every rank the same samples)."""
-    seed, r = stage_seed(cfg, *names), dist.rank()
-    return torch.Generator(cfg.device).manual_seed(seed if r == 0 else zlib.crc32(repr((seed, r)).encode()))
-
 # ----------------------------------------------------------------------------- the run and its stages
 
 
@@ -339,25 +276,18 @@ def iteration_folder(out, it):
     return os.path.join(out, f"iter{it}" if it else "base")
 
 
-def stage_files(folder, name):
-    """What stage `name` wrote in its folder: `name` itself and every `name_*` or `name.*` file, not its record and
-    not a temporary (challenger/, challenger_metrics.jsonl, ...; dataset.jsonl, dataset_stats.json; eval.json)."""
-    return sorted(os.path.join(folder, f) for f in os.listdir(folder)
-                  if (f == name or f.startswith((name + "_", name + "."))) and f != f"{name}.record.json"
-                  and not f.endswith(".tmp"))
-
-
 class Run:
     """One run in its folder. Entered, rank 0 holds the folder's lock (take_lock) and config.json must agree with
     this command on every setting that decides the results (HOW_IT_RUNS lists those that may differ: the
-    folder's place, the hardware, more iterations); the tracker (report.py) is open until it is left."""
+    folder's place, the hardware, more iterations); the tracker, made by `track` (report.Tracker), is open until the
+    run is left."""
 
-    def __init__(self, cfg, ch, sv, world):
-        self.cfg, self.ch, self.sv, self.world = cfg, ch, sv, world
+    def __init__(self, cfg, ch, sv, world, track):
+        self.cfg, self.ch, self.sv, self.world, self.track = cfg, ch, sv, world, track
         self.lock = self.tracker = None
+        self.outputs = []  # what the running stage wrote (`output`)
 
     def __enter__(self):
-        import report  # report.py reads the run folder with this file's functions
         cfg = self.cfg
         try:
             os.makedirs(cfg.out, exist_ok=True)
@@ -375,14 +305,14 @@ class Run:
         try:
             settings = {"defining": defining(cfg, self.ch, self.sv), "base": self.world.base_id,
                         "how_it_runs": {config.flag("", k): getattr(cfg, k) for k in sorted(HOW_IT_RUNS)}}
-            path = os.path.join(cfg.out, "config.json")
+            path = os.path.join(cfg.out, CONFIG)
             diff = settings_diff(read_json(path), settings) if dist.is_main() and os.path.exists(path) else []
             if dist.broadcast(diff):
                 raise RZeroError("\n".join([f"{cfg.out} holds a run with other settings that decide its results:",
                                             *diff, "rerun with the run's values to resume it, or pick another --out"]))
             write_json(path, settings)
-            self.tracker = report.Tracker(cfg.report_to, cfg.out, settings,
-                                          {"challenger": self.ch.steps, "solver": self.sv.steps})
+            self.tracker = self.track(cfg.report_to, cfg.out, settings,
+                                      {"challenger": self.ch.steps, "solver": self.sv.steps})
         except BaseException:
             self.__exit__()
             raise
@@ -398,109 +328,47 @@ class Run:
         """A file of iteration `it` (0: the base model's evaluation): OUT/iterN/name or OUT/base/name."""
         return os.path.join(iteration_folder(self.cfg.out, it), name)
 
+    def output(self, it, name):
+        """The path of a file or model folder that the running stage writes: the stage's record names it."""
+        self.outputs.append(self.path(it, name))
+        return self.outputs[-1]
+
     def log_step(self, role, it, row):
         self.tracker.log_step(role, it, row)
 
     def stage(self, it, name, fn, *args, inputs=None):
         """fn(self, it, *args) unless the stage's record says it is done; then its metrics to the tracker and one
         line. Returns the stage's path (a role's checkpoint folder). The record, written last and atomically, names
-        every file the stage wrote (`stage_files`) with its size and hash, and `inputs`: what the result depends on
+        every file the stage wrote (`output`) with its size and hash, and `inputs`: what the result depends on
         beyond config.json. A stage whose files or inputs do not match is said so in one line and redone. Rank 0
         decides for all ranks, and all wait until rank 0 has written the files."""
-        folder, label = os.path.dirname(self.path(it, name)), f"iter {it}: {name}" if it else f"base: {name}"
-        record = self.path(it, f"{name}.record.json")
-        os.makedirs(folder, exist_ok=True)
-        done = read_json(record) if dist.is_main() and os.path.exists(record) else None
-        old = done.get("inputs") or {} if done else {}
-        changed = sorted(k for k in set(old) | set(inputs or {}) if old.get(k) != (inputs or {}).get(k))
-        problem = done and (f"its inputs changed ({', '.join(changed)})" if changed else
-                            record_mismatch(self.cfg.out, done))
-        if dist.broadcast(bool(done) and not problem):
-            log(f"[{label}] done earlier: {done['summary'] if done else ''}")
+        label, record = f"iter {it}: {name}" if it else f"base: {name}", self.path(it, f"{name}.record.json")
+        os.makedirs(os.path.dirname(record), exist_ok=True)
+        redo, summary = dist.broadcast(self.redo(record, inputs) if dist.is_main() else None)
+        if not redo:
+            log(f"[{label}] done earlier: {summary}")
         else:
-            if problem:
-                log(f"[{label}] {problem}: redoing the stage")
-            t0, cuda = time.time(), self.cfg.device.startswith("cuda")
+            if redo != "new":
+                log(f"[{label}] {redo}: redoing the stage")
+            self.outputs, cuda, t0 = [], self.cfg.device.startswith("cuda"), time.time()
             peak_memory(cuda, reset=True)
             summary = fn(self, it, *args)
             dist.barrier()
             seconds, peak = round(time.time() - t0, 1), peak_memory(cuda)
-            if dist.is_main():
+            if dist.is_main():  # hashing a checkpoint once is enough
                 write_json(record, {"summary": summary, "seconds": seconds, "peak_gb": peak, "inputs": inputs,
-                                    "files": file_record(self.cfg.out, stage_files(folder, name))})
+                                    "files": file_record(self.cfg.out, self.outputs)})
             log(f"[{label}] {summary} ({seconds:.0f} s" + (f", peak {peak:.1f} GB)" if peak else ")"))
-        self.tracker.stage(name, it, folder)
+        self.tracker.stage(name, it, os.path.dirname(record))
         return self.path(it, name)
 
-# ----------------------------------------------------------------------------- the way in and out of a command
-
-
-def join(device):
-    """Join torchrun's process group, or on a GPU start a group of one (dist.init), in one line when it fails."""
-    try:
-        dist.init(device)
-    except ValueError as e:
-        raise RZeroError(str(e)) from None
-
-
-@contextlib.contextmanager
-def one_line_errors():
-    """Errors and interruptions are one line from rank 0, with the exit status: 2 bad input, 130 interrupted, 1 a
-    failed read or write or another process gone. Every file written so far stays whole (write_file)."""
-    if not dist.is_main():
-        sys.stdout = open(os.devnull, "w")  # rank 0 speaks for the run (--help, the summary); stderr stays open
-    try:
-        yield
-    except (RZeroError, config.SettingsError, sampler.BudgetError) as e:
-        if dist.is_main():
-            lines = [f"--kv-cache-gb: {e}"] if isinstance(e, sampler.BudgetError) else str(e).splitlines()
-            print("\n".join(f"rzero: {line}" for line in lines), file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt as e:
-        if dist.is_main():
-            print(f"\nrzero: {e.args[0] if e.args else 'interrupted'}; {RESUME}", file=sys.stderr)
-        sys.exit(130)
-    except OSError as e:  # a read or write that no stage turned into its own line
-        if dist.is_main():
-            print(f"rzero: {io_error(e.filename or 'a file', e)}", file=sys.stderr)
-        sys.exit(1)
-    except RuntimeError as e:
-        if not _peer_failed(e):
-            raise
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # torchrun's SIGTERM follows; it must not cut this line short
-        if dist.is_main():
-            detail = str(e).strip().splitlines()[0].split("] ", 1)[-1][:100]  # gloo prefixes its source file
-            print(f"rzero: another process of this run stopped ({detail}); {RESUME}", file=sys.stderr)
-        sys.exit(1)
-    finally:
-        dist.close()
-
-
-def _peer_failed(e):
-    """A collective failed because another rank died: NCCL raises DistError, gloo a RuntimeError that names it."""
-    return isinstance(e, torch.distributed.DistError) or (dist.active() and "gloo" in str(e))
-
-
-def _stop(signum, frame):
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a second SIGTERM must not interrupt the way out
-    torchrun = "TORCHELASTIC_RUN_ID" in os.environ  # set by torchrun in every process it starts
-    raise KeyboardInterrupt("stopped by SIGTERM" + (" (torchrun sends it to every rank once one has failed; its "
-                                                    "report names that rank)" if torchrun else ""))
-
-
-def cli(main, argv=None):
-    """A command: `main(argv)`, then the way out. SIGTERM stops it as Ctrl-C does. Under torchrun a process leaves by
-    os._exit with main's status once its streams are flushed: every file is written and the process group destroyed
-    by then, and what the interpreter's teardown does after that (a gloo thread was seen to abort it, about 1 run in
-    20) must not turn a finished run into a failed one for a scheduler. Alone, the process exits as usual."""
-    signal.signal(signal.SIGTERM, _stop)
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else int(e.code is not None)
-    if "TORCHELASTIC_RUN_ID" not in os.environ:
-        sys.exit(code)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    def redo(self, record, inputs):
+        """(why the stage must run, its summary): "new" without a record, the inputs that changed, or the first file
+        that no longer matches the record; None when the record says the stage is done."""
+        if not os.path.exists(record):
+            return "new", None
+        done, inputs = read_json(record), inputs or {}
+        old = done.get("inputs") or {}
+        changed = sorted(k for k in old.keys() | inputs.keys() if old.get(k) != inputs.get(k))
+        why = f"its inputs changed ({', '.join(changed)})" if changed else record_mismatch(self.cfg.out, done)
+        return why, done["summary"]

@@ -7,10 +7,9 @@
 This file is the method, in the paper's order: Algorithm 1 (`r_zero`), the Challenger's reward (Sec. 3.2:
 `uncertainty_reward`, `repetition_penalty`, `challenger_rewards`), the Solver's data set (Sec. 3.3:
 `filter_for_solver`), the prompts, then the four stages of an iteration (`train_challenger`, `build_dataset`,
-`train_solver`, `evaluate`). Everything else lives beside it: the vote vote.py, BLEU and the clustering bleu.py,
-GRPO grpo.py, sampling sampler.py, processes and sharding dist.py, benchmarks evaluation.py, settings config.py,
-the run folder (resume, the lock, checkpoints, seeds, one-line errors) runfolder.py, metrics and tables report.py,
-the tiny world toy.py.
+`train_solver`, `evaluate`). Beside it: vote.py (the vote), bleu.py, grpo.py, sampler.py, dist.py (processes,
+sharding), evaluation.py, config.py, runfolder.py (files, resume, the lock), models.py (loading, saving, seeds),
+command.py (one-line errors), report.py (metrics, tables), toy.py (the tiny world).
 
 Departures on purpose (PAPER.md Sec. 9 lists them all, with the flag of each other choice): the Challenger's own
 \\boxed{} answer is ignored, as in the paper, unless --challenger-answer-check; the Solver reward is the paper's
@@ -31,6 +30,7 @@ import numpy as np
 import torch
 
 import bleu
+import command
 import config
 import dist
 import evaluation
@@ -40,8 +40,9 @@ import runfolder
 import sampler
 import vote
 from evaluation import encode, render, stop_ids
-from runfolder import (RZeroError, generator, limits, load_model, read_jsonl, sample_dtype, save_model, sha256_of,
-                       stage_seed, write_json, write_jsonl)
+from models import compute_dtype, generator, limits, load_model, sample_dtype, save_model, stage_seed
+from runfolder import (DATASET, DATASET_STATS, EVAL, SAMPLES, RZeroError, metrics_file, read_jsonl, sha256_of,
+                       write_json, write_jsonl)
 
 # ----------------------------------------------------------------------------- Algorithm 1 (paper Sec. 3)
 
@@ -109,27 +110,28 @@ def challenger_rewards(outputs, solver_answers, tau=0.5, lam=1.0, official=False
     (solver_answers[i], None where the output has no question).
 
     Paper: r = 0 for bad format (no <question> block), else max(0, r_unc - r_rep). official=True is
-    caller_penalty.py at HEAD: (min(p, 1-p) if the format is good else -1) - r_rep, no clamp, where an empty last
-    \\boxed{} is bad format too (a missing one passes: mathruler reads it as the string "None"). As in the official
-    code, bad-format outputs join the clustering as empty questions (B counts them). answer_check=True (not in the
-    paper; RESULTS.md Sec. 8) makes a question bad format unless the Challenger's own answer is the Solver's majority.
+    caller_penalty.py at HEAD: (min(p, 1-p) if the format is good else -1) - r_rep, no clamp, its question read as
+    its findall reads it, where an empty last \\boxed{ is bad format too (a missing one passes: mathruler reads it
+    as the string "None"). As there, a bad-format output joins the clustering as the empty question (B counts it).
+    answer_check=True (not in the paper; RESULTS.md Sec. 8) makes a question bad format unless the Challenger's own
+    answer is the Solver's majority.
     """
-    questions = [vote.extract_question(o) for o in outputs]
-    r_rep, clusters = repetition_penalty([q or "" for q in questions], tau, lam)  # paper Sec. 3.2: |C_k| / B
+    questions = [vote.extract_question(o, official) for o in outputs]
+    votes = [vote.majority_vote(a if q is not None else []) for q, a in zip(questions, solver_answers)]
+    answers = [challenger_answer(o) for o in outputs]
+    agrees = [q is not None and vote.equivalent(a, v.label) for q, a, v in zip(questions, answers, votes)]
+    good = [q is not None and (ok or not answer_check) and not (official and vote.extract_boxed(o, official) == "")
+            for o, q, ok in zip(outputs, questions, agrees)]
+    r_rep, clusters = repetition_penalty([q if g else "" for q, g in zip(questions, good)], tau, lam)  # |C_k| / B
     results = []
-    for text, q, answers, rep, cluster in zip(outputs, questions, solver_answers, r_rep, clusters):
-        v = vote.majority_vote(answers if q is not None else [])  # p_hat: the share that agrees with the majority
+    for q, v, answer, ok, g, rep, cluster in zip(questions, votes, answers, agrees, good, r_rep, clusters):
         r_unc = uncertainty_reward(v.p_hat, official, target)  # paper Sec. 3.2: 1 - 2|p_hat - 1/2|
-        answer = challenger_answer(text)
-        agrees = q is not None and vote.equivalent(answer, v.label)  # a missing answer or label equals nothing
-        good = q is not None and (agrees or not answer_check)
         if official:
-            good = good and vote.extract_boxed(text) != ""
-            reward = (r_unc if good else -1.0) - rep  # caller_penalty.py
+            reward = (r_unc if g else -1.0) - rep  # caller_penalty.py
         else:
-            reward = max(0.0, r_unc - rep) if good else 0.0  # paper Sec. 3.2: max(0, r_unc - r_rep)
+            reward = max(0.0, r_unc - rep) if g else 0.0  # paper Sec. 3.2: max(0, r_unc - r_rep)
         results.append(ChallengerReward(float(reward), q is not None, q, v.p_hat, v.label, r_unc, float(rep),
-                                        int(cluster), answer, agrees))
+                                        int(cluster), answer, ok))
     return results
 
 # ----------------------------------------------------------------------------- Solver data set (paper Sec. 3.3)
@@ -244,7 +246,8 @@ def train_challenger(run, it, init, solver_dir):
         prompt, outs = ask_challenger(model, tok, world, ch.prompts * ch.group_size, ch.temperature, ch.top_p,
                                       ch.max_new_tokens, gen, cfg)
         texts = [tok.decode(o.tokens, skip_special_tokens=True) for o in outs]
-        answers = vote_answers(solver, tok, run, [vote.extract_question(t) for t in texts], gen, cfg.m)
+        questions = [vote.extract_question(t, ch.official_reward) for t in texts]
+        answers = vote_answers(solver, tok, run, questions, gen, cfg.m)
         if cfg.official_votes:
             answers = [vote.official_answers(a, labels=False) if a is not None else None for a in answers]
         rewards = challenger_rewards(texts, answers, ch.tau, ch.lam, ch.official_reward, ch.answer_check, ch.target)
@@ -260,9 +263,9 @@ def train_challenger(run, it, init, solver_dir):
         # every response, trimmed: a run whose format rate is low shows what the model wrote instead
         samples += [{"step": step, "question": r.question, "answer": r.answer, "p_hat": r.p_hat, "label": r.label,
                      "reward": r.reward, "r_rep": r.r_rep, "response": text[:1000]} for r, text in zip(rewards, texts)]
-    write_jsonl(run.path(it, "challenger_samples.jsonl"), samples)
-    write_jsonl(run.path(it, "challenger_metrics.jsonl"), rows)
-    save_model(model, tok, run.path(it, "challenger"))
+    write_jsonl(run.output(it, SAMPLES), samples)
+    write_jsonl(run.output(it, metrics_file("challenger")), rows)
+    save_model(model, tok, run.output(it, "challenger"))
     first, last = rows[0], rows[-1]
     return (f"reward {first['reward']:.3f} -> {last['reward']:.3f}, in band {first.get('in_band', 0):.0%} -> "
             f"{last.get('in_band', 0):.0%}, format ok {last['format_ok']:.0%}")
@@ -301,8 +304,8 @@ def build_dataset(run, it, challenger_dir, solver_dir):
         stats["difficulty"] = float(np.mean([world.level(q) or 0 for q in questions if q] or [0]))
     stats["seconds"] = round(time.time() - t0, 1)
     report.collapse_warning(f"iter {it} data set", stats)
-    write_jsonl(run.path(it, "dataset.jsonl"), kept)
-    write_json(run.path(it, "dataset_stats.json"), stats)
+    write_jsonl(run.output(it, DATASET), kept)
+    write_json(run.output(it, DATASET_STATS), stats)
     acc = f", labels right {stats['label_accuracy']:.0%}" if "label_accuracy" in stats else ""
     return f"{summary}, kept {len(kept)}{acc}"
 
@@ -342,10 +345,10 @@ def candidates(run, it, challenger_dir, gen):
 def train_solver(run, it, init):
     """Paper Sec. 3.3: GRPO on the Solver, reward 1 when its \\boxed{} answer matches the pseudo-label."""
     cfg, sv, world = run.cfg, run.sv, run.world
-    data = read_jsonl(run.path(it, "dataset.jsonl"))
+    data = read_jsonl(run.path(it, DATASET))
     if not data:  # documented rule: an empty band leaves the Solver as it was for this iteration
         model, tok = load_model(init, cfg)
-        save_model(model, tok, run.path(it, "solver"))
+        save_model(model, tok, run.output(it, "solver"))
         return "the band filter kept no question: the Solver is carried over unchanged"
     model, tok, ref, gcfg, opt = policy(cfg, init, sv, sv.loss_agg)
     rng, gen, order, rows = random.Random(stage_seed(cfg, it, "solver")), generator(cfg, it, "solver"), [], []
@@ -377,8 +380,8 @@ def train_solver(run, it, init):
                                                 for ps, r in zip(preds, batch_rows) for p in ps]))
         rows.append(row)
         run.log_step("solver", it, row)
-    write_jsonl(run.path(it, "solver_metrics.jsonl"), rows)
-    save_model(model, tok, run.path(it, "solver"))
+    write_jsonl(run.output(it, metrics_file("solver")), rows)
+    save_model(model, tok, run.output(it, "solver"))
     return f"reward {rows[0]['reward']:.3f} -> {rows[-1]['reward']:.3f} over {len(rows)} steps"
 
 
@@ -393,8 +396,8 @@ def evaluate(run, it, model_dir):
                                 responses=responses, **limits(cfg))
     averages = evaluation.averages(table)
     right = {b.name: [int(r["right"]) for r in responses if r["benchmark"] == b.name] for b in world.test}
-    write_json(run.path(it, "eval.json"), {"benchmarks": table, "averages": averages, "right": right,  # paired SEs
-                                           "seconds": round(time.time() - t0, 1)})
+    write_json(run.output(it, EVAL), {"benchmarks": table, "averages": averages, "right": right,  # paired SEs
+                                      "seconds": round(time.time() - t0, 1)})
     figures = [f"{name} {t['all']['greedy']:.1f}%" for name, t in table.items()]
     if len(table) > 1:
         figures += [f"{name} {v:.1f}%" for name, v in averages.items()]
@@ -427,7 +430,7 @@ def policy(cfg, init, role, loss_agg="token-mean"):
     """A role's model to train, its tokenizer, its frozen KL reference (None at kl_coef 0), GRPO's settings and
     AdamW: the trained model keeps the master dtype, the reference only needs the compute dtype."""
     model, tok = load_model(init, cfg)
-    ref = load_model(init, cfg, runfolder.compute_dtype(cfg))[0] if role.kl_coef > 0 else None
+    ref = load_model(init, cfg, compute_dtype(cfg))[0] if role.kl_coef > 0 else None
     gcfg = grpo.GRPOConfig(lr=role.lr, kl_coef=role.kl_coef, temperature=role.temperature, loss_agg=loss_agg,
                            mini_batch=role.mini_batch * role.group_size, micro_batch=role.micro_batch,
                            skip_zero_advantage=cfg.skip_zero_advantage, grad_checkpointing=cfg.grad_checkpointing,
@@ -483,15 +486,15 @@ def question_stats(world, rewards, band):
 
 def main(argv=None):
     """The command line: the settings (config.py), then Algorithm 1 in its run folder, then the summary tables.
-    Errors and interruptions are one line from rank 0 (runfolder.one_line_errors); every file written so far stays
+    Errors and interruptions are one line from rank 0 (command.one_line_errors); every file written so far stays
     whole, so the same command resumes after the last finished stage."""
-    with runfolder.one_line_errors():
+    with command.one_line_errors():
         cfg, ch, sv = config.configs_from_args(argv, say=lambda w: dist.is_main() and print(w, file=sys.stderr))
-        runfolder.join(cfg.device)
-        with runfolder.Run(cfg, ch, sv, make_world(cfg)) as run:
+        command.join(cfg.device)
+        with runfolder.Run(cfg, ch, sv, make_world(cfg), report.Tracker) as run:
             r_zero(run)
             runfolder.log(report.summarize(cfg))
 
 
 if __name__ == "__main__":
-    runfolder.cli(main)
+    command.cli(main)

@@ -135,6 +135,7 @@ def test_vote_functions_are_fast_and_total_on_adversarial_input():
         "1" * 100_000 + "x", "(" + "1," * 50_000 + "1)", "\\frac{" * 30_000, "<question>" * 20_000,
         "1,000" * 20_000, "9" * 5_000 + ".5", "\\text{" * 30_000, "-" * 100_000 + "1", "1\\frac{" * 30_000,
         "\\sqrt" * 30_000 + "3", "(" * 50_000 + "b" + ")" * 50_000, "\\boxed{" + "(" * 50_000 + "A}",
+        "1" + " " * 100_000 + "2", " " * 100_000 + "and", "\\text{" + " " * 100_000 + "or", "1" + " ," * 50_000,
     ]
     cases += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 300))) for _ in range(2000)]
     start = time.perf_counter()
@@ -150,6 +151,9 @@ def test_vote_functions_are_fast_and_total_on_adversarial_input():
     huge = ["2^{2^{100}}", "9^{9^{9}}", "10^{100000}", "(x+y+z+w)^{24}", "(x+1)^{1000}", "x^{10^{9}}",
             "\\sqrt[99]{2}", "(" * 12 + "x" + ")" * 12, "(x+y+z+w+a+b+c+d)^{12}",
             "(a+b)(c+d)(e+f)(g+h)(j+k)(l+m)(n+o)(p+q)(r+s)(t+u)", "1" * 60 + "x", "\\frac{1}{0}+x"]
+    letters = "(a+b+c+d+e+f+g+h)"  # #50: expand multiplied these out, counted as one term each
+    huge += [f"\\frac{{1}}{{{letters}^{{24}}}}", f"{letters}^{{-24}}", f"{letters}^{{\\frac{{287}}{{12}}}}",
+             f"\\sqrt{{{letters}^{{24}}}}", f"2^{{{letters}^{{24}}}}", f"\\ln({letters}^{{24}})"]
     start = time.perf_counter()
     for s in huge:
         assert vote.answer_key(s)[0] == "text", s
@@ -182,11 +186,51 @@ def test_answers_are_equal_by_value(kind, pairs):
         assert not vote.equivalent(a, b + "+1") and not vote.equivalent(a + "+1", b), (kind, a, b)
 
 
-def test_values_are_kept_from_plain_numbers_and_words():
-    # PRM800K's rule: an integer answer must be matched by an integer
-    assert not vote.equivalent("3+4", "7") and not vote.equivalent("2^{10}", "1024")
+def test_an_expression_is_its_value_and_words_stay_words():
+    # by value (#50), as a careful human grader and math-verify decide; PRM800K's rule (an integer answer must be
+    # written as an integer) refused these, and dropping it changed no byte of the tiny world's run (RESULTS.md Sec. 7)
+    for a, b in [("3+4", "7"), ("2^{10}", "1024"), ("3^{10}", "59049"), ("\\sqrt{4}", "2"),
+                 ("\\frac{2016}{2017^{2}}", "\\frac{2016}{4068289}"), ("1-\\frac{1}{2}", "0.5")]:
+        assert vote.equivalent(a, b) and vote.equivalent(b, a) and not vote.equivalent(a, b + "+1"), (a, b)
+    assert vote.answer_key("3^{10}") == ("number", 59049) and not vote.equivalent("\\sqrt{8}", "2")
     assert vote.equivalent("3+4", "4+3") and not vote.equivalent("no", "on") and not vote.equivalent("yes", "sey")
     assert vote.answer_key("\\text{Yes}") == ("text", "yes") and vote.answer_key("(1)") == ("text", "(1)")
+
+
+def test_e_notation_is_a_number():
+    assert vote.answer_key("1.87e6") == ("number", 1870000)
+    assert vote.equivalent("1.87e6", "1.87 \\times 10^{6}") and vote.equivalent("6.67e-11", "6.67\\times10^{-11}")
+    assert not vote.equivalent("1.5e3", "4.5e1") and not vote.equivalent("2e6", "3e4")  # were 1.5 e 3 = 4.5 e 1
+    assert not vote.equivalent("1.5e3+1", "4.5e1+1") and vote.equivalent("2e", "e+e")  # a lone e is a letter
+
+
+@pytest.mark.parametrize("kind, a, b, other", [
+    ("lists of tuples", "(1,1), (3,2)", "(3,2), (1,1)", "(1,1), (2,3)"),
+    ("unions", "(-\\infty, 1) \\cup (2, \\infty)", "(2, \\infty) \\cup (-\\infty, 1)",
+     "(-\\infty, 1] \\cup (2, \\infty)"),
+    ("a label", "AB = 12", "12", "13"),
+    ("a label and degrees", "\\theta = 30^\\circ", "30", "60"),
+    ("a unit in \\mathrm", "12\\mathrm{~cm}", "12", "21"),
+    ("a unit in the value's \\text", "\\text{14 cm}", "14", "41"),
+    ("plus or minus", "1 \\pm \\sqrt{2}", "1-\\sqrt{2}, 1+\\sqrt{2}", "1+\\sqrt{2}"),
+    ("a set and a list", "\\{-1, 1\\}", "-1, 1", "-1, 1, 2"),
+    ("assignments and a point", "y = 2, x = 1", "(1,2)", "(2,1)"),
+    ("Greek letters", "\\omega^2 + \\omega + 1", "1 + \\omega + \\omega^2", "\\omega^2 + \\omega"),
+    ("logarithms", "\\log_2 3", "\\frac{\\ln 3}{\\ln 2}", "\\log_3 2"),
+    ("relations", "x \\geqslant 3", "x \\ge 3", "x \\leq 3"),
+    ("binomials", "\\dbinom{5}{2}", "10", "\\binom{6}{3}"),
+    ("floor", "\\left\\lfloor \\frac{7}{2} \\right\\rfloor", "3", "4"),
+    ("bases", "1011_2", "1011_{2}", "1011"),
+    ("vectors", "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", "\\left(\\begin{array}{c} 1 \\\\ 2 \\end{array}\\right)",
+     "\\begin{pmatrix} 2 \\\\ 1 \\end{pmatrix}"),
+    ("a choice and its value", "\\text{(D) } 7", "\\text{(D)}", "\\text{(C)}"),
+    ("repeating decimals", "0.\\overline{3}", "\\frac13", "0.3"),
+])
+def test_the_classes_once_refused_are_decided_by_value(kind, a, b, other):
+    """#50's audit: right answers that math-verify and mathruler accept and this grader refused, each with a wrong
+    answer that must stay wrong."""
+    assert vote.equivalent(a, b) and vote.equivalent(b, a), kind
+    assert not any(vote.equivalent(x, other) or vote.equivalent(other, x) for x in (a, b)), kind
 
 
 def test_the_vote_classes_do_not_depend_on_the_order_of_the_answers():
@@ -205,11 +249,12 @@ def test_the_vote_classes_do_not_depend_on_the_order_of_the_answers():
 
 
 def test_the_grader_agrees_with_every_verdict_of_the_answer_pairs():
-    """data/grader/pairs.jsonl: realistic final answers of GSM8K- and MATH-style solutions, each pair with its verdict
-    written by hand (RESULTS.md Sec. 7 has the grader's agreement before and after, and mathruler's)."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "grader", "pairs.jsonl")
-    pairs = [json.loads(line) for line in open(path)]
-    assert len(pairs) >= 150
+    """data/grader/: realistic final answers of GSM8K- and MATH-style solutions, each pair with its verdict written by
+    hand (RESULTS.md Sec. 7 has the grader's agreement before and after, and mathruler's)."""
+    folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "grader")
+    pairs = [json.loads(line) for name in ("pairs.jsonl", "pairs-heldout.jsonl", "pairs-audit.jsonl")
+             for line in open(os.path.join(folder, name))]
+    assert len(pairs) >= 300
     wrong = [(p["kind"], p["given"], p["reference"]) for p in pairs
              if vote.equivalent(p["given"], p["reference"]) != p["equal"]
              or vote.equivalent(p["reference"], p["given"]) != p["equal"]]
@@ -686,6 +731,8 @@ import numpy as np  # noqa: E402
 import config  # noqa: E402
 import evaluation  # noqa: E402
 import fetch  # noqa: E402
+import command  # noqa: E402
+import models  # noqa: E402
 import runfolder  # noqa: E402
 import bleu  # noqa: E402
 import report  # noqa: E402
@@ -821,6 +868,29 @@ def test_the_challengers_own_answer_in_the_reward():
     assert [r.reward for r in official] == [0.5, 0.5, -1.0, -1.0, -1.0, -1.0]
 
 
+def test_a_bad_output_joins_the_clustering_as_the_empty_question():
+    """caller_penalty.py sets a bad output's question to "" before clustering: an output with an empty box is then a
+    cluster of its own (BLEU of an empty question is 0, as in nltk), not one with the copies of its question; so is an
+    answer check's failure here."""
+    same = "<question>how many primes are below fifty</question>"
+    outputs = [same + " \\boxed{15}", same + " \\boxed{}", "no question",
+               "<question>what is seven plus five</question>"]
+    answers = [["15"] * 5 + ["14"] * 5, ["15"] * 5 + ["14"] * 5, None, ["12"] * 5 + ["13"] * 5]
+    res = rzero.challenger_rewards(outputs, answers, official=True)
+    assert [r.r_rep for r in res] == [0.25] * 4  # the two copies were one cluster of 2 before
+    assert [r.reward for r in res] == pytest.approx([0.5 - 0.25, -1 - 0.25, -1 - 0.25, 0.5 - 0.25])
+    checked = rzero.challenger_rewards([same + " \\boxed{14}", same + " \\boxed{15}"], [["15"] * 6 + ["14"] * 4] * 2,
+                                       answer_check=True)
+    assert [r.r_rep for r in checked] == [0.5, 0.5] and [r.reward for r in checked] == pytest.approx([0.0, 0.3])
+    # mathruler reads the last \boxed{ only: an empty one before \fbox{3} or \boxed 7 is bad format there
+    for tail in (" \\boxed{} then \\fbox{3}", " \\boxed{} then \\boxed 7"):
+        assert rzero.challenger_rewards([same + tail], [["15"] * 5 + ["1"] * 5], lam=0, official=True)[0].reward == -1
+        assert rzero.challenger_rewards([same + tail], [["15"] * 5 + ["1"] * 5], lam=0)[0].reward == 1.0
+    # and caller_penalty.py's findall reads a block from a <question> to the first </question> after it
+    nested = "<question>a <question>b</question>"
+    assert vote.extract_question(nested) == "b" and vote.extract_question(nested, official=True) == "a <question>b"
+
+
 def test_repetition_penalty_grows_with_the_cluster():
     q = lambda text: f"<question>{text}</question>"  # noqa: E731
     dup = "find the number of positive integers below one hundred that are prime"
@@ -931,7 +1001,7 @@ def test_tokenizer_round_trips_the_corpus_and_reloads(tmp_path):
         p, c = toy.corpus_document(rng, tok, 0.5)
         assert tok.decode(tok.encode(p + c)) == p + c
     model = toy.make_model(tok, hidden=32, layers=1, heads=2, kv_heads=1)
-    runfolder.save_model(model, tok, str(tmp_path / "m"))
+    models.save_model(model, tok, str(tmp_path / "m"))
     again = AutoModelForCausalLM.from_pretrained(tmp_path / "m")
     tok2 = AutoTokenizer.from_pretrained(tmp_path / "m")
     ids = torch.tensor([tok2.encode("Solve.\n1 + 2\n")])
@@ -1198,10 +1268,10 @@ def test_sigterm_names_torchrun_only_under_torchrun(monkeypatch):
     try:
         monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
         with pytest.raises(KeyboardInterrupt, match=r"^stopped by SIGTERM$"):
-            runfolder._stop(signal.SIGTERM, None)
+            command._stop(signal.SIGTERM, None)
         monkeypatch.setenv("TORCHELASTIC_RUN_ID", "x")
         with pytest.raises(KeyboardInterrupt, match="torchrun sends it"):
-            runfolder._stop(signal.SIGTERM, None)
+            command._stop(signal.SIGTERM, None)
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -1412,7 +1482,8 @@ def test_oracle_questions_leave_out_the_test_set_and_are_labelled_exactly(tmp_pa
     world = rzero.World("", rzero.PAPER_PROMPTS, test, toy.safe_answer, toy.safe_level,
                         question=lambda rng: rng.choice(["1+1", "2*3-9"]))
     run = types.SimpleNamespace(cfg=config.LoopConfig(candidates=5, oracle_questions=True), world=world,
-                                path=lambda it, name: str(tmp_path / name))
+                                path=lambda it, name: str(tmp_path / name),
+                                output=lambda it, name: str(tmp_path / name))
     rzero.build_dataset(run, 1, None, None)  # no model: the world's generator writes, its answers label
     rows = runfolder.read_jsonl(tmp_path / "dataset.jsonl")
     assert [(r["question"], r["label"]) for r in rows] == [("2*3-9", "-3")] * 5
@@ -1473,7 +1544,7 @@ OFFICIAL = {
     "loop": dict(m=10, label_m=9, vote_temperature=1.0, vote_top_k=40, official_votes=True, candidates=8000,
                  gen_temperature=1.0, gen_top_p=0.95, band=(0.3, 0.8), max_classes=0,
                  skip_zero_advantage=False, dtype="float32", eval_k=0, eval_max_new_tokens=4096,
-                 eval_choice_max_new_tokens=8192),
+                 eval_choice_max_new_tokens=8192, iterations=5, grad_checkpointing=True),
 }
 
 
@@ -1483,7 +1554,7 @@ def test_the_official_flags_give_the_official_codes_values():
     for c, key in ((ch, "challenger"), (sv, "solver"), (cfg, "loop")):
         assert {k: getattr(c, k) for k in OFFICIAL[key]} == OFFICIAL[key]
     readme = open(os.path.join(os.path.dirname(rzero.__file__), "README.md")).read()
-    assert " ".join(config.OFFICIAL_FLAGS) in readme
+    assert " ".join(config.OFFICIAL_FLAGS) in " ".join(readme.replace("\\\n", " ").split())  # lines joined
 
 
 def test_official_votes_count_a_missing_box_as_the_answer_none():
@@ -1774,11 +1845,11 @@ def test_grpo_step_on_two_ranks_equals_one_rank(tmp_path):
 
 
 def micro_rzero(cwd, world):
-    """rzero.py's own entry (`runfolder.cli`) as a script in `cwd`, with toy.base pointed at the micro base (the
+    """rzero.py's own entry (`command.cli`) as a script in `cwd`, with toy.base pointed at the micro base (the
     shipped one would make the tests several times slower)."""
     runner = cwd / "micro_rzero.py"
-    runner.write_text(f"import sys\nsys.path.insert(0, {os.getcwd()!r})\nimport runfolder, rzero, toy\n"
-                      f"toy.base = lambda: {str(world / 'base')!r}\nrunfolder.cli(rzero.main, sys.argv[1:])\n")
+    runner.write_text(f"import sys\nsys.path.insert(0, {os.getcwd()!r})\nimport command, rzero, toy\n"
+                      f"toy.base = lambda: {str(world / 'base')!r}\ncommand.cli(rzero.main, sys.argv[1:])\n")
     return str(runner)
 
 
@@ -1853,7 +1924,7 @@ def test_two_processes_survive_a_dead_rank_and_resume(micro_world, tmp_path):
 
 def test_the_torchrun_path_exits_0_after_a_finished_run_and_non_zero_after_a_refused_one(micro_world, tmp_path):
     """`bash run.sh --nproc 2` on a finished folder, six times over: each run joins the group, finds every stage done,
-    writes the summary and leaves with status 0 (runfolder.cli). Then one whose folder is locked by a live process: one
+    writes the summary and leaves with status 0 (command.cli). Then one whose folder is locked by a live process: one
     line from rank 0 and a non-zero status."""
     first = torchrun(tmp_path, tmp_path / "o", micro_world)
     _, err = first.communicate(timeout=300)
