@@ -111,6 +111,13 @@ def native_bf16(capabilities):
     return bool(capabilities.get("amx_bf16") or capabilities.get("avx512_bf16"))
 
 
+def _shown(value, kind):
+    """A default as --help shows it: on/off, LOW HIGH, or the value's repr."""
+    if kind is bool:
+        return "on" if value else "off"
+    return " ".join(map(str, value)) if kind is tuple else repr(value)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="bash run.sh",
@@ -121,11 +128,9 @@ def build_parser():
         group = parser.add_argument_group(cls.__name__)
         for f in fields(cls):
             name, doc, tiny = flag(prefix, f.name), f.metadata["help"], toy.PRESET[role].get(f.name)
-            shown = lambda v: ("on" if v else "off") if f.type is bool else " ".join(map(str, v)) if f.type is tuple \
-                else repr(v)  # noqa: E731
-            default = "auto" if f.default is None else shown(f.default)
+            default = "auto" if f.default is None else _shown(f.default, f.type)
             if tiny is not None:
-                default += f"; tiny world {shown(tiny)}"
+                default += f"; tiny world {_shown(tiny, f.type)}"
             if f.type is bool:
                 group.add_argument(name, action=argparse.BooleanOptionalAction, help=f"{doc} (default {default})")
             elif f.type is list:

@@ -440,8 +440,7 @@ def _expression(s):
         expr = parser.sum()
         if parser.i != len(tokens) or expr.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
             return None
-        terms, digits = _size(expr)
-        if terms > _MAX_TERMS or digits > _MAX_DIGITS:
+        if not _bounded(expr):
             return None
         expr = sympy.expand(expr)
         return ("number", Fraction(int(expr.p), int(expr.q))) if expr.is_Rational else ("expression", sympy.srepr(expr))
@@ -467,6 +466,22 @@ def _size(e):
             terms, digits = math.comb(terms + n - 1, n), n * (digits + len(str(terms)))
         return terms, max(n, 1) * digits + sizes[1][1]
     return math.prod(t for t, _ in sizes), sum(d for _, d in sizes) or 1  # a product, a function, 2^x; a symbol
+
+
+def _bounded(e):
+    terms, digits = _size(e)
+    return terms <= _MAX_TERMS and digits <= _MAX_DIGITS
+
+
+def _check_power(base, exponent):
+    """Raise _Refused unless sympy can compute base^exponent quickly: a rational exponent with a denominator of at
+    most 12, at most 24 on anything but a number, and at most 600 digits of the number it works on, roots included."""
+    if not (exponent.is_Rational and exponent.q <= 12):
+        raise _Refused("exponent")
+    if (base.free_symbols or not base.is_Rational) and abs(exponent) > _MAX_SYMBOLIC_POWER:
+        raise _Refused("power")
+    if max(abs(exponent), 1) * _size(base)[1] > _MAX_DIGITS:
+        raise _Refused("power")
 
 
 class _Parser:
@@ -526,20 +541,14 @@ class _Parser:
         return self._pow(base, exponent)
 
     def _pow(self, base, exponent):
-        sp = self.sp
         if exponent.free_symbols and not base.free_symbols and base.is_Rational:
             # 2^x; expand splits the exponent's sum and computes the power of the number it leaves: 2^{x+3} = 8 2^x
-            if max(_size(exponent)) > _MAX_DIGITS:
+            if not _bounded(exponent):
                 raise _Refused("exponent")
-            self._pow(base, sp.expand(exponent).as_coeff_Add()[0])
-            return sp.Pow(base, exponent)
-        if not (exponent.is_Rational and exponent.q <= 12):
-            raise _Refused("exponent")
-        if (base.free_symbols or not base.is_Rational) and abs(exponent) > _MAX_SYMBOLIC_POWER:
-            raise _Refused("power")
-        if max(abs(exponent), 1) * _size(base)[1] > _MAX_DIGITS:  # sympy works on the number, roots included
-            raise _Refused("power")
-        return sp.Pow(base, exponent)
+            _check_power(base, self.sp.expand(exponent).as_coeff_Add()[0])
+        else:
+            _check_power(base, exponent)
+        return self.sp.Pow(base, exponent)
 
     def group(self, opening, closing=None):
         closing = closing or {"(": ")", "[": "]", "{": "}"}[opening]
